@@ -1,0 +1,87 @@
+import { parseArgs } from 'node:util';
+import { parseDuration } from '../duration';
+import { loadOrCreateIdentity } from '../identity/identity';
+import { startAgent } from './agent';
+
+const USAGE = `usage:
+  nodeagent --server URL --hostname NAME --listen HOST:PORT --state-dir DIR [--sandbox DIR]
+            [--advertise HOST] [--server-fingerprint SHA256:...] [--announce-interval 10s] [--reboot-duration 5s]
+  nodeagent fingerprint --state-dir DIR`;
+
+function fail(message: string): never {
+  console.error(`nodeagent: ${message}\n${USAGE}`);
+  process.exit(2);
+}
+
+function parseListen(value: string): { host: string; port: number } {
+  const match = /^(.*):(\d+)$/.exec(value);
+  const port = Number(match?.[2]);
+  if (!match || !match[1] || port > 65535) fail(`--listen must be HOST:PORT, got ${JSON.stringify(value)}`);
+  return { host: match[1].replace(/^\[(.*)\]$/, '$1'), port };
+}
+
+async function main(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      server: { type: 'string' },
+      hostname: { type: 'string' },
+      listen: { type: 'string' },
+      'state-dir': { type: 'string' },
+      sandbox: { type: 'string' },
+      advertise: { type: 'string' },
+      'server-fingerprint': { type: 'string' },
+      'announce-interval': { type: 'string' },
+      'reboot-duration': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
+  const stateDir = values['state-dir'] ?? fail('--state-dir is required');
+  if (positionals[0] === 'fingerprint') {
+    const identity = await loadOrCreateIdentity(stateDir, 'nodeagent');
+    console.log(identity.fingerprint);
+    return;
+  }
+  if (positionals.length > 0) fail(`unknown command ${positionals[0]}`);
+  const server = values.server ?? fail('--server is required');
+  if (!/^https?:\/\//.test(server)) fail('--server must be an http(s) URL');
+  const hostname = values.hostname ?? fail('--hostname is required');
+  const listenAt = parseListen(values.listen ?? fail('--listen is required'));
+  const durations = (flag: 'announce-interval' | 'reboot-duration') => {
+    const text = values[flag];
+    if (text === undefined) return undefined;
+    try {
+      return parseDuration(text);
+    } catch (err) {
+      return fail(`--${flag}: ${(err as Error).message}`);
+    }
+  };
+  const agent = await startAgent({
+    serverUrl: server,
+    hostname,
+    listenHost: listenAt.host,
+    listenPort: listenAt.port,
+    advertiseHost: values.advertise,
+    stateDir,
+    sandbox: values.sandbox,
+    serverFingerprint: values['server-fingerprint'],
+    announceIntervalMs: durations('announce-interval'),
+    rebootDurationMs: durations('reboot-duration'),
+  });
+  console.log(`nodeagent ${hostname}: serving ${agent.address}, fingerprint ${agent.fingerprint}`);
+  const shutdown = () => {
+    void agent.stop().then(() => process.exit(0));
+  };
+  process.once('SIGINT', shutdown);
+  process.once('SIGTERM', shutdown);
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  console.error(`nodeagent: ${(err as Error).message}`);
+  process.exit(1);
+});

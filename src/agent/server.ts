@@ -1,0 +1,128 @@
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { Identity } from '../identity/identity';
+import { peerFingerprint } from '../identity/pinned-tls';
+import { AGENT_PATHS } from '../protocol';
+import { gatherFacts } from './facts';
+import type { HostOperations } from './operations';
+
+export interface OperationsContext {
+  hostname: string;
+  identity: Identity;
+  operations: HostOperations;
+  /** The server key this agent obeys; until it is known, every request is refused. */
+  serverFingerprint(): string | undefined;
+  /** Sandbox reboot: the agent goes away for a while and comes back. */
+  simulateReboot(): void;
+  sandboxed: boolean;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+async function readJson(req: http.IncomingMessage): Promise<Record<string, unknown>> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (!text) return {};
+  try {
+    const value: unknown = JSON.parse(text);
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error();
+    return value as Record<string, unknown>;
+  } catch {
+    throw new HttpError(400, 'body is not a JSON object');
+  }
+}
+
+async function dispatch(ctx: OperationsContext, req: http.IncomingMessage): Promise<unknown> {
+  const route = `${req.method} ${req.url}`;
+  const failIfInjected = async (op: string) => {
+    const failure = await ctx.operations.injectedFailure(op);
+    if (failure) throw new HttpError(500, failure);
+  };
+  switch (route) {
+    case `GET ${AGENT_PATHS.ping}`:
+      await failIfInjected('ping');
+      return { hostname: ctx.hostname, fingerprint: ctx.identity.fingerprint, uptime_seconds: Math.round(process.uptime()) };
+    case `GET ${AGENT_PATHS.facts}`:
+      await failIfInjected('facts');
+      return gatherFacts();
+    case `POST ${AGENT_PATHS.monitoring}`: {
+      const body = await readJson(req);
+      if (typeof body.endpoint !== 'string' || !body.endpoint) throw new HttpError(400, 'endpoint must be a non-empty string');
+      await failIfInjected('monitoring');
+      return { config_file: await ctx.operations.configureMonitoring({ endpoint: body.endpoint, hostname: ctx.hostname }) };
+    }
+    case `POST ${AGENT_PATHS.services}`: {
+      const body = await readJson(req);
+      const services = body.services;
+      if (!Array.isArray(services) || !services.every((s) => typeof s === 'string')) {
+        throw new HttpError(400, 'services must be an array of names');
+      }
+      await failIfInjected('services');
+      return { services: await ctx.operations.startServices(services as string[]) };
+    }
+    case `POST ${AGENT_PATHS.reboot}`:
+      await failIfInjected('reboot');
+      if (ctx.sandboxed) {
+        // Answer first: the caller should learn that the reboot was accepted before the agent goes away.
+        setImmediate(() => ctx.simulateReboot());
+      } else {
+        setImmediate(() => void ctx.operations.rebootHost());
+      }
+      return { rebooting: true };
+    default:
+      throw new HttpError(404, `no operation ${route}`);
+  }
+}
+
+/** HTTPS with a required client certificate whose key must be the pinned server key. */
+export function createOperationsServer(ctx: OperationsContext): https.Server {
+  return https.createServer(
+    { key: ctx.identity.privateKeyPem, cert: ctx.identity.certificatePem, requestCert: true, rejectUnauthorized: false },
+    (req, res) => {
+      const reply = (status: number, body: unknown) => {
+        res.writeHead(status, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(body));
+      };
+      const pinned = ctx.serverFingerprint();
+      const caller = peerFingerprint(req.socket as TLSSocket);
+      if (!pinned || caller !== pinned) {
+        reply(403, { error: { code: 'forbidden', message: 'caller is not the server this agent obeys' } });
+        return;
+      }
+      dispatch(ctx, req).then(
+        (body) => reply(200, body),
+        (err: unknown) => {
+          const status = err instanceof HttpError ? err.status : 500;
+          reply(status, { error: { code: status === 500 ? 'operation_failed' : 'bad_request', message: (err as Error).message } });
+        },
+      );
+    },
+  );
+}
+
+export function listen(server: https.Server, host: string, port: number): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+export function close(server: https.Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}

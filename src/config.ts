@@ -1,0 +1,77 @@
+import path from 'node:path';
+import { parseDuration } from './duration';
+
+export interface Config {
+  host: string;
+  port: number;
+  dataDir: string;
+  /** Unset: an embedded PGlite database under dataDir. */
+  databaseUrl?: string;
+  /** Unset: the service spawns the Temporal dev server itself. */
+  temporalAddress?: string;
+  temporalPort: number;
+  temporalUiPort: number;
+  temporalNamespace: string;
+  temporalCliPath: string;
+  taskQueue: string;
+  apiToken?: string;
+  initCheckIntervalMs: number;
+  initWindowMs: number;
+  agentRequestTimeoutMs: number;
+  monitoringEndpoint: string;
+  nodeServices: string[];
+}
+
+export const PROJECT_ROOT = path.resolve(__dirname, '..');
+
+export class ConfigError extends Error {}
+
+type Env = Record<string, string | undefined>;
+
+function port(env: Env, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 0 || value > 65535) {
+    throw new ConfigError(`${name}=${raw} is not a TCP port (0-65535)`);
+  }
+  return value;
+}
+
+function duration(env: Env, name: string, fallback: string): number {
+  try {
+    return parseDuration(env[name] || fallback);
+  } catch (err) {
+    throw new ConfigError(`${name}: ${(err as Error).message}`);
+  }
+}
+
+/** Reads the configuration table documented in the README; a bad value stops start-up with its name. */
+export function loadConfig(env: Env = process.env): Config {
+  const initCheckIntervalMs = duration(env, 'INIT_CHECK_INTERVAL', '30s');
+  const initWindowMs = duration(env, 'INIT_WINDOW', '10m');
+  if (initCheckIntervalMs > initWindowMs) {
+    throw new ConfigError('INIT_CHECK_INTERVAL must not be longer than INIT_WINDOW');
+  }
+  return {
+    host: env.HOST || '127.0.0.1',
+    port: port(env, 'PORT', 8080),
+    dataDir: path.resolve(env.DATA_DIR || path.join(PROJECT_ROOT, '.data')),
+    databaseUrl: env.DATABASE_URL || undefined,
+    temporalAddress: env.TEMPORAL_ADDRESS || undefined,
+    temporalPort: port(env, 'TEMPORAL_PORT', 7233),
+    temporalUiPort: port(env, 'TEMPORAL_UI_PORT', 8233),
+    temporalNamespace: env.TEMPORAL_NAMESPACE || 'default',
+    temporalCliPath: env.TEMPORAL_CLI_PATH || 'temporal',
+    taskQueue: env.TASK_QUEUE || 'node-lifecycle',
+    apiToken: env.API_TOKEN || undefined,
+    initCheckIntervalMs,
+    initWindowMs,
+    agentRequestTimeoutMs: duration(env, 'AGENT_REQUEST_TIMEOUT', '10s'),
+    monitoringEndpoint: env.MONITORING_ENDPOINT || 'udp://127.0.0.1:8125',
+    nodeServices: (env.NODE_SERVICES ?? 'collectd,node-exporter')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  };
+}

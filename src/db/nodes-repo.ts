@@ -1,0 +1,121 @@
+import type { Knex } from 'knex';
+import { Conflict } from '../domain/errors';
+import type { NodeState } from '../domain/states';
+
+export interface NodeRecord {
+  hostname: string;
+  state: NodeState;
+  fingerprint: string;
+  publicKey: string;
+  address: string;
+  facts: Record<string, unknown> | null;
+  lastError: string | null;
+  announcedAt: Date;
+  acceptedAt: Date | null;
+  factsAt: Date | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+interface NodeRow {
+  hostname: string;
+  state: NodeState;
+  fingerprint: string;
+  public_key: string;
+  address: string;
+  facts: Record<string, unknown> | null;
+  last_error: string | null;
+  announced_at: Date;
+  accepted_at: Date | null;
+  facts_at: Date | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+function toNode(row: NodeRow): NodeRecord {
+  return {
+    hostname: row.hostname,
+    state: row.state,
+    fingerprint: row.fingerprint,
+    publicKey: row.public_key,
+    address: row.address,
+    facts: row.facts,
+    lastError: row.last_error,
+    announcedAt: row.announced_at,
+    acceptedAt: row.accepted_at,
+    factsAt: row.facts_at,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+export async function getNode(knex: Knex, hostname: string): Promise<NodeRecord | undefined> {
+  const row = await knex<NodeRow>('nodes').where({ hostname }).first();
+  return row ? toNode(row) : undefined;
+}
+
+export async function listNodes(knex: Knex, filter: { states?: NodeState[]; excludeStates?: NodeState[] } = {}): Promise<NodeRecord[]> {
+  const query = knex<NodeRow>('nodes').orderBy('hostname');
+  if (filter.states) query.whereIn('state', filter.states);
+  if (filter.excludeStates) query.whereNotIn('state', filter.excludeStates);
+  return (await query).map(toNode);
+}
+
+export interface Announcement {
+  hostname: string;
+  fingerprint: string;
+  publicKey: string;
+  address: string;
+}
+
+/**
+ * Records an agent's announcement. A new host becomes an unmanaged node. Before acceptance the host
+ * may present a new key (the operator compares fingerprints when accepting); after acceptance only the
+ * accepted key is honoured, as salt-master refuses a minion whose key changed.
+ */
+export async function recordAnnouncement(knex: Knex, a: Announcement): Promise<{ node: NodeRecord; isNew: boolean }> {
+  return knex.transaction(async (trx) => {
+    const existing = await trx<NodeRow>('nodes').where({ hostname: a.hostname }).forUpdate().first();
+    const now = new Date();
+    if (!existing) {
+      const [row] = await trx<NodeRow>('nodes')
+        .insert({
+          hostname: a.hostname,
+          state: 'unmanaged',
+          fingerprint: a.fingerprint,
+          public_key: a.publicKey,
+          address: a.address,
+          announced_at: now,
+        })
+        .returning('*');
+      await trx('node_events').insert({
+        hostname: a.hostname,
+        type: 'transition',
+        from_state: null,
+        to_state: 'unmanaged',
+        event: 'announce',
+        cause: `agent announced from ${a.address}`,
+      });
+      return { node: toNode(row!), isNew: true };
+    }
+    if (existing.state !== 'unmanaged' && existing.fingerprint !== a.fingerprint) {
+      throw new Conflict(`${a.hostname} is managed with key ${existing.fingerprint}; an announcement with key ${a.fingerprint} is refused`, {
+        hostname: a.hostname,
+        accepted_fingerprint: existing.fingerprint,
+      });
+    }
+    const [row] = await trx<NodeRow>('nodes')
+      .where({ hostname: a.hostname })
+      .update({ fingerprint: a.fingerprint, public_key: a.publicKey, address: a.address, announced_at: now, updated_at: now })
+      .returning('*');
+    return { node: toNode(row!), isNew: false };
+  });
+}
+
+export async function saveFacts(knex: Knex, hostname: string, facts: Record<string, unknown>): Promise<void> {
+  await knex('nodes').where({ hostname }).update({ facts: JSON.stringify(facts), facts_at: new Date(), updated_at: new Date() });
+}
+
+export async function setLastError(knex: Knex, hostname: string, lastError: string | null): Promise<void> {
+  await knex('nodes').where({ hostname }).update({ last_error: lastError, updated_at: new Date() });
+}

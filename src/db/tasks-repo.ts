@@ -1,0 +1,91 @@
+import type { Knex } from 'knex';
+
+export const TASK_STATUSES = ['queued', 'running', 'succeeded', 'failed'] as const;
+export type TaskStatus = (typeof TASK_STATUSES)[number];
+
+export interface TaskRecord {
+  id: string;
+  kind: string;
+  hostname: string | null;
+  status: TaskStatus;
+  error: string | null;
+  result: Record<string, unknown> | null;
+  createdAt: Date;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+  updatedAt: Date;
+}
+
+interface TaskRow {
+  id: string;
+  kind: string;
+  hostname: string | null;
+  status: TaskStatus;
+  error: string | null;
+  result: Record<string, unknown> | null;
+  created_at: Date;
+  started_at: Date | null;
+  finished_at: Date | null;
+  updated_at: Date;
+}
+
+function toTask(row: TaskRow): TaskRecord {
+  return {
+    id: row.id,
+    kind: row.kind,
+    hostname: row.hostname,
+    status: row.status,
+    error: row.error,
+    result: row.result,
+    createdAt: row.created_at,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+/** Idempotent on the id, so a retried activity does not fail on the row its first try wrote. */
+export async function startTask(
+  knex: Knex,
+  task: { id: string; kind: string; hostname: string | null },
+  trx: Knex = knex,
+): Promise<void> {
+  const now = new Date();
+  await trx('tasks')
+    .insert({ id: task.id, kind: task.kind, hostname: task.hostname, status: 'running', created_at: now, started_at: now, updated_at: now })
+    .onConflict('id')
+    .ignore();
+}
+
+export async function finishTask(
+  knex: Knex,
+  id: string,
+  outcome: { status: 'succeeded' | 'failed'; error?: string; result?: Record<string, unknown> },
+): Promise<void> {
+  const now = new Date();
+  await knex('tasks')
+    .where({ id })
+    .whereIn('status', ['queued', 'running'])
+    .update({
+      status: outcome.status,
+      error: outcome.error ?? null,
+      result: outcome.result ? JSON.stringify(outcome.result) : null,
+      finished_at: now,
+      updated_at: now,
+    });
+}
+
+export async function getTask(knex: Knex, id: string): Promise<TaskRecord | undefined> {
+  const row = await knex<TaskRow>('tasks').where({ id }).first();
+  return row ? toTask(row) : undefined;
+}
+
+export async function listTasks(
+  knex: Knex,
+  filter: { hostname?: string; status?: TaskStatus; limit: number; offset: number },
+): Promise<TaskRecord[]> {
+  const query = knex<TaskRow>('tasks').orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id' }]);
+  if (filter.hostname) query.where({ hostname: filter.hostname });
+  if (filter.status) query.where({ status: filter.status });
+  return (await query.limit(filter.limit).offset(filter.offset)).map(toTask);
+}

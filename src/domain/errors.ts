@@ -1,0 +1,61 @@
+/** Domain errors carry the HTTP status they map to, so routes never decide it case by case. */
+export class DomainError extends Error {
+  readonly status: number = 500;
+  readonly code: string = 'internal_error';
+  constructor(
+    message: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export class BadRequest extends DomainError {
+  override readonly status = 400;
+  override readonly code = 'bad_request';
+}
+
+/** A body or query that parsed but failed validation; `fields` names every offending field. */
+export class ValidationFailed extends DomainError {
+  override readonly status = 400;
+  override readonly code = 'validation_failed';
+  constructor(readonly fields: { field: string; problem: string }[]) {
+    super(`invalid request: ${fields.map((f) => `${f.field} ${f.problem}`).join('; ')}`, { fields });
+  }
+}
+
+export class Unauthorized extends DomainError {
+  override readonly status = 401;
+  override readonly code = 'unauthorized';
+}
+
+export class Forbidden extends DomainError {
+  override readonly status = 403;
+  override readonly code = 'forbidden';
+}
+
+export class NotFound extends DomainError {
+  override readonly status = 404;
+  override readonly code = 'not_found';
+}
+
+export class Conflict extends DomainError {
+  override readonly status = 409;
+  override readonly code = 'conflict';
+}
+
+/** The verb is not allowed from the node's current state (Ironic's InvalidState). */
+export class InvalidState extends Conflict {
+  override readonly code = 'invalid_state';
+}
+
+export class FingerprintMismatch extends DomainError {
+  override readonly status = 422;
+  override readonly code = 'fingerprint_mismatch';
+}
+
+export class Unavailable extends DomainError {
+  override readonly status = 503;
+  override readonly code = 'unavailable';
+}

@@ -1,0 +1,60 @@
+import type { Knex } from 'knex';
+import { log } from '../log';
+import { InvalidState, NotFound } from './errors';
+import { allowedVerbs, nextState, type NodeEvent, type NodeState } from './states';
+
+export interface TransitionRequest {
+  hostname: string;
+  event: NodeEvent;
+  cause: string;
+  /** Unique per transition attempt; a repeat with the same id returns the first outcome. */
+  transitionId: string;
+  taskId?: string;
+  /** Written to the node with the transition: an error on failure, null to clear it on success. */
+  lastError?: string | null;
+}
+
+export interface TransitionOutcome {
+  from: NodeState;
+  to: NodeState;
+}
+
+/**
+ * The single place a node changes state: checks the transition table, persists the new state and the
+ * event row in one transaction, then logs. The workflow calls it through an activity.
+ */
+export async function applyTransition(knex: Knex, req: TransitionRequest): Promise<TransitionOutcome> {
+  const outcome = await knex.transaction(async (trx) => {
+    const done = await trx('node_events').where({ transition_id: req.transitionId }).first();
+    if (done) return { from: done.from_state as NodeState, to: done.to_state as NodeState };
+
+    const node = await trx('nodes').where({ hostname: req.hostname }).forUpdate().first();
+    if (!node) throw new NotFound(`node ${req.hostname} does not exist`);
+    const from = node.state as NodeState;
+    const to = nextState(from, req.event);
+    if (!to) {
+      throw new InvalidState(`${req.event} is not allowed while ${req.hostname} is ${from}`, {
+        state: from,
+        allowed: allowedVerbs(from),
+      });
+    }
+    const now = new Date();
+    const changes: Record<string, unknown> = { state: to, updated_at: now };
+    if (req.lastError !== undefined) changes.last_error = req.lastError;
+    if (req.event === 'accept') changes.accepted_at = now;
+    await trx('nodes').where({ hostname: req.hostname }).update(changes);
+    await trx('node_events').insert({
+      hostname: req.hostname,
+      type: 'transition',
+      from_state: from,
+      to_state: to,
+      event: req.event,
+      cause: req.cause,
+      task_id: req.taskId ?? null,
+      transition_id: req.transitionId,
+    });
+    return { from, to };
+  });
+  log.info(`node ${req.hostname}: ${outcome.from} -> ${outcome.to} (${req.event}: ${req.cause})`);
+  return outcome;
+}
