@@ -45,13 +45,9 @@ function toTask(row: TaskRow): TaskRecord {
 }
 
 /** Idempotent on the id, so a retried activity does not fail on the row its first try wrote. */
-export async function startTask(
-  knex: Knex,
-  task: { id: string; kind: string; hostname: string | null },
-  trx: Knex = knex,
-): Promise<void> {
+export async function startTask(knex: Knex, task: { id: string; kind: string; hostname: string | null }): Promise<void> {
   const now = new Date();
-  await trx('tasks')
+  await knex('tasks')
     .insert({ id: task.id, kind: task.kind, hostname: task.hostname, status: 'running', created_at: now, started_at: now, updated_at: now })
     .onConflict('id')
     .ignore();

@@ -42,7 +42,7 @@ export class NotFound extends DomainError {
 
 export class Conflict extends DomainError {
   override readonly status = 409;
-  override readonly code = 'conflict';
+  override readonly code: string = 'conflict';
 }
 
 /** The verb is not allowed from the node's current state (Ironic's InvalidState). */

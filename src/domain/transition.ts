@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { finishTask, startTask } from '../db/tasks-repo';
 import { log } from '../log';
 import { InvalidState, NotFound } from './errors';
 import { allowedVerbs, nextState, type NodeEvent, type NodeState } from './states';
@@ -12,6 +13,10 @@ export interface TransitionRequest {
   taskId?: string;
   /** Written to the node with the transition: an error on failure, null to clear it on success. */
   lastError?: string | null;
+  /** A task that begins with this transition (accept, reinitialize), written in the same transaction. */
+  startsTask?: { kind: string };
+  /** The task this transition ends, and how. */
+  endsTask?: { status: 'succeeded' | 'failed'; error?: string };
 }
 
 export interface TransitionOutcome {
@@ -53,6 +58,8 @@ export async function applyTransition(knex: Knex, req: TransitionRequest): Promi
       task_id: req.taskId ?? null,
       transition_id: req.transitionId,
     });
+    if (req.taskId && req.startsTask) await startTask(trx, { id: req.taskId, kind: req.startsTask.kind, hostname: req.hostname });
+    if (req.taskId && req.endsTask) await finishTask(trx, req.taskId, req.endsTask);
     return { from, to };
   });
   log.info(`node ${req.hostname}: ${outcome.from} -> ${outcome.to} (${req.event}: ${req.cause})`);

@@ -59,10 +59,10 @@ async function selfSignedCertificate(privateKey: KeyObject, publicKey: KeyObject
       name: `CN=${commonName.replace(/[,=+<>#;"\\]/g, '_')}`,
       notBefore: new Date(now - 3_600_000),
       notAfter: new Date(now + 10 * 365 * 86_400_000),
-      keys: keys as CryptoKeyPair,
+      keys: keys as unknown as x509.X509CertificateCreateSelfSignedParams['keys'],
       signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
     },
-    webcrypto as unknown as Crypto,
+    webcrypto as unknown as Parameters<typeof x509.X509CertificateGenerator.createSelfSigned>[1],
   );
   return cert.toString('pem');
 }

@@ -1,0 +1,84 @@
+import { ApplicationFailure } from '@temporalio/common';
+import type { Knex } from 'knex';
+import { getNode, saveFacts, setLastError } from '../src/db/nodes-repo';
+import { DomainError } from '../src/domain/errors';
+import { applyTransition, type TransitionOutcome, type TransitionRequest } from '../src/domain/transition';
+import { PinnedKeyMismatch } from '../src/identity/pinned-tls';
+import { AGENT_PATHS, type PingResponse } from '../src/protocol';
+import { AgentClient, type AgentEndpoint } from './agent-client';
+
+export interface ActivityDeps {
+  knex: Knex;
+  agents: AgentClient;
+  monitoringEndpoint: string;
+  nodeServices: string[];
+}
+
+/** Activities get their dependencies from this factory, so tests hand in real instances of their own. */
+export function createActivities(deps: ActivityDeps) {
+  const { knex, agents } = deps;
+
+  async function endpoint(hostname: string): Promise<AgentEndpoint> {
+    const node = await getNode(knex, hostname);
+    if (!node) throw ApplicationFailure.nonRetryable(`node ${hostname} is not in the inventory`, 'NotFound');
+    return node;
+  }
+
+  /** A changed key is a security event, not a blip: retrying cannot help. */
+  async function onAgent<T>(hostname: string, work: (node: AgentEndpoint) => Promise<T>): Promise<T> {
+    try {
+      return await work(await endpoint(hostname));
+    } catch (err) {
+      if (err instanceof PinnedKeyMismatch) throw ApplicationFailure.nonRetryable(`${hostname}: ${err.message}`, 'PinnedKeyMismatch');
+      throw err;
+    }
+  }
+
+  return {
+    async transitionNode(req: TransitionRequest): Promise<TransitionOutcome> {
+      try {
+        return await applyTransition(knex, req);
+      } catch (err) {
+        if (err instanceof DomainError) {
+          throw ApplicationFailure.create({ message: err.message, type: err.name, nonRetryable: true, details: [err.details] });
+        }
+        throw err;
+      }
+    },
+
+    async recordLastError(input: { hostname: string; error: string | null }): Promise<void> {
+      await setLastError(knex, input.hostname, input.error);
+    },
+
+    async pingNode(input: { hostname: string }): Promise<PingResponse> {
+      return onAgent(input.hostname, async (node) => {
+        const pong = await agents.call<PingResponse>(node, 'GET', AGENT_PATHS.ping);
+        if (pong.hostname !== input.hostname) {
+          throw ApplicationFailure.nonRetryable(`agent at ${node.address} says it is ${pong.hostname}, not ${input.hostname}`, 'HostnameMismatch');
+        }
+        return pong;
+      });
+    },
+
+    /** Stores the facts and returns only a summary: full facts stay out of the workflow history. */
+    async gatherFacts(input: { hostname: string }): Promise<{ keys: string[] }> {
+      return onAgent(input.hostname, async (node) => {
+        const facts = await agents.call<Record<string, unknown>>(node, 'GET', AGENT_PATHS.facts);
+        await saveFacts(knex, input.hostname, facts);
+        return { keys: Object.keys(facts) };
+      });
+    },
+
+    async configureMonitoring(input: { hostname: string }): Promise<{ config_file: string }> {
+      return onAgent(input.hostname, (node) =>
+        agents.call(node, 'POST', AGENT_PATHS.monitoring, { endpoint: deps.monitoringEndpoint }),
+      );
+    },
+
+    async startServices(input: { hostname: string }): Promise<{ services: Record<string, string> }> {
+      return onAgent(input.hostname, (node) => agents.call(node, 'POST', AGENT_PATHS.services, { services: deps.nodeServices }));
+    },
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;

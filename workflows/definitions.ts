@@ -1,0 +1,66 @@
+/**
+ * The node workflow's public surface: its messages, status and search attribute. Imported by the
+ * workflow and by clients (API, tests), so it holds definitions only.
+ */
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { NodeState } from '../src/domain/states';
+
+export const NODE_WORKFLOW_TYPE = 'nodeLifecycle';
+
+/** One workflow per node, keyed by the business key so that a second start finds the first. */
+export function nodeWorkflowId(hostname: string): string {
+  return `node:${hostname}`;
+}
+
+export interface InitSettings {
+  initCheckIntervalMs: number;
+  initWindowMs: number;
+}
+
+export type InitTrigger = 'accept' | 'reinitialize';
+
+/** What continue-as-new carries from one run to the next. */
+export interface CarriedState {
+  state: NodeState;
+  lastError: string | null;
+  taskId: string | null;
+  pendingInit: InitTrigger | null;
+}
+
+export interface NodeLifecycleInput {
+  hostname: string;
+  settings: InitSettings;
+  carried?: CarriedState;
+}
+
+export interface CommandResult {
+  task_id: string;
+  state: NodeState;
+}
+
+export interface NodeStatus {
+  hostname: string;
+  state: NodeState;
+  /** The stable state a transient state is heading for. */
+  target: NodeState | null;
+  last_error: string | null;
+  task_id: string | null;
+  /** What initialization is doing now: waiting_for_node, checking, ping, gather_facts, ... */
+  phase: string;
+  window_ends_at: string | null;
+  attempts: number;
+}
+
+/** The failure type a refused command carries, with details [{ state, allowed }]. */
+export const INVALID_STATE = 'InvalidState';
+
+export const acceptUpdate = defineUpdate<CommandResult, [{ taskId: string }]>('accept');
+export const reinitializeUpdate = defineUpdate<CommandResult, [{ taskId: string }]>('reinitialize');
+/** For `temporal workflow signal --name reinitialize`: no answer, so it is ignored outside `failed`. */
+export const reinitializeSignal = defineSignal<[]>('reinitialize');
+/** The agent's one-time message after acceptance, relayed by the API. */
+export const readySignal = defineSignal<[]>('ready');
+export const statusQuery = defineQuery<NodeStatus>('status');
+
+export const NODE_STATE_KEY = defineSearchAttributeKey('NodeState', SearchAttributeType.KEYWORD);

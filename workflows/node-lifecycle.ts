@@ -1,0 +1,42 @@
+import { allHandlersFinished, condition, continueAsNew, log, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
+import {
+  acceptUpdate,
+  readySignal,
+  reinitializeSignal,
+  reinitializeUpdate,
+  statusQuery,
+  type NodeLifecycleInput,
+} from './definitions';
+import { NodeEntity } from './node-entity';
+
+/** One long-lived workflow per node (id node:<hostname>); the state and its rules live in NodeEntity. */
+export async function nodeLifecycle(input: NodeLifecycleInput): Promise<void> {
+  const node = new NodeEntity(input.hostname, input.settings, input.carried);
+
+  setHandler(statusQuery, () => node.status());
+  setHandler(acceptUpdate, ({ taskId }) => node.command('accept', taskId, 'accepted by operator'), {
+    validator: (_request: { taskId: string }) => node.validate('accept'),
+  });
+  setHandler(reinitializeUpdate, ({ taskId }) => node.command('reinitialize', taskId, 'reinitialize requested through the API'), {
+    validator: (_request: { taskId: string }) => node.validate('reinitialize'),
+  });
+  setHandler(reinitializeSignal, async () => {
+    try {
+      await node.command('reinitialize', uuid4(), 'reinitialize signal');
+    } catch (err) {
+      // A signal has nobody to answer: a refused one is logged, never allowed to fail the workflow.
+      log.warn('reinitialize signal ignored', { hostname: node.hostname, reason: (err as Error).message });
+    }
+  });
+  setHandler(readySignal, () => node.onReady());
+
+  for (;;) {
+    await condition(() => node.pendingInit !== null || (node.idle && workflowInfo().continueAsNewSuggested));
+    if (node.pendingInit !== null) {
+      await node.initialize();
+      continue;
+    }
+    await condition(allHandlersFinished);
+    await continueAsNew<typeof nodeLifecycle>({ ...input, carried: node.carry() });
+  }
+}
