@@ -52,10 +52,11 @@ export interface NodeStatus {
   attempts: number;
 }
 
-/** The failure type a refused command carries, with details [{ state, allowed }]. */
+/** The failure type a refused command carries (the domain error's name), with details [{ state, allowed }]. */
 export const INVALID_STATE = 'InvalidState';
 
-export const acceptUpdate = defineUpdate<CommandResult, [{ taskId: string }]>('accept');
+/** The fingerprint the operator verified; the transition is refused if the stored key differs by then. */
+export const acceptUpdate = defineUpdate<CommandResult, [{ taskId: string; fingerprint: string }]>('accept');
 export const reinitializeUpdate = defineUpdate<CommandResult, [{ taskId: string }]>('reinitialize');
 /** For `temporal workflow signal --name reinitialize`: no answer, so it is ignored outside `failed`. */
 export const reinitializeSignal = defineSignal<[]>('reinitialize');

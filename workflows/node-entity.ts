@@ -109,11 +109,11 @@ export class NodeEntity {
   }
 
   /** accept / reinitialize: persist the transition and its task, then let the main loop initialize. */
-  async command(verb: InitTrigger, taskId: string, cause: string): Promise<CommandResult> {
+  async command(verb: InitTrigger, taskId: string, cause: string, requireFingerprint?: string): Promise<CommandResult> {
     this.validate(verb);
     this.busy = true;
     try {
-      await this.transition({ event: verb, cause, taskId, startsTask: { kind: verb }, lastError: null });
+      await this.transition({ event: verb, cause, taskId, startsTask: { kind: verb }, lastError: null, requireFingerprint });
       this.taskId = taskId;
       this.lastError = null;
       this.pendingInit = verb;

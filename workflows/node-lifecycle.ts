@@ -14,8 +14,8 @@ export async function nodeLifecycle(input: NodeLifecycleInput): Promise<void> {
   const node = new NodeEntity(input.hostname, input.settings, input.carried);
 
   setHandler(statusQuery, () => node.status());
-  setHandler(acceptUpdate, ({ taskId }) => node.command('accept', taskId, 'accepted by operator'), {
-    validator: (_request: { taskId: string }) => node.validate('accept'),
+  setHandler(acceptUpdate, ({ taskId, fingerprint }) => node.command('accept', taskId, 'accepted by operator', fingerprint), {
+    validator: (_request: { taskId: string; fingerprint: string }) => node.validate('accept'),
   });
   setHandler(reinitializeUpdate, ({ taskId }) => node.command('reinitialize', taskId, 'reinitialize requested through the API'), {
     validator: (_request: { taskId: string }) => node.validate('reinitialize'),

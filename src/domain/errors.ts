@@ -59,3 +59,17 @@ export class Unavailable extends DomainError {
   override readonly status = 503;
   override readonly code = 'unavailable';
 }
+
+const BY_NAME: Record<string, new (message: string, details?: Record<string, unknown>) => DomainError> = {
+  BadRequest,
+  NotFound,
+  Conflict,
+  InvalidState,
+  FingerprintMismatch,
+};
+
+/** Rebuilds a domain error that crossed a Temporal boundary as a failure carrying its class name. */
+export function domainErrorFromName(name: string | undefined | null, message: string, details: Record<string, unknown>): DomainError | undefined {
+  const Type = name ? BY_NAME[name] : undefined;
+  return Type ? new Type(message, details) : undefined;
+}

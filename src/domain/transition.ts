@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { finishTask, startTask } from '../db/tasks-repo';
 import { log } from '../log';
-import { InvalidState, NotFound } from './errors';
+import { FingerprintMismatch, InvalidState, NotFound } from './errors';
 import { allowedVerbs, nextState, type NodeEvent, type NodeState } from './states';
 
 export interface TransitionRequest {
@@ -13,6 +13,8 @@ export interface TransitionRequest {
   taskId?: string;
   /** Written to the node with the transition: an error on failure, null to clear it on success. */
   lastError?: string | null;
+  /** The node's key must still be this one (accept: the fingerprint the operator compared). */
+  requireFingerprint?: string;
   /** A task that begins with this transition (accept, reinitialize), written in the same transaction. */
   startsTask?: { kind: string };
   /** The task this transition ends, and how. */
@@ -35,6 +37,11 @@ export async function applyTransition(knex: Knex, req: TransitionRequest): Promi
 
     const node = await trx('nodes').where({ hostname: req.hostname }).forUpdate().first();
     if (!node) throw new NotFound(`node ${req.hostname} does not exist`);
+    if (req.requireFingerprint !== undefined && node.fingerprint !== req.requireFingerprint) {
+      throw new FingerprintMismatch(`fingerprint ${req.requireFingerprint} does not match the key ${req.hostname} announced`, {
+        field: 'fingerprint',
+      });
+    }
     const from = node.state as NodeState;
     const to = nextState(from, req.event);
     if (!to) {

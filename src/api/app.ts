@@ -1,0 +1,40 @@
+import express from 'express';
+import type { Knex } from 'knex';
+import type { NodeService } from '../services/node-service';
+import type { NodeWorkflows } from '../temporal/node-workflows';
+import { requireOperator } from './auth';
+import { errorHandler, notFoundHandler } from './errors-middleware';
+import { agentRoutes } from './routes/agent-routes';
+import { healthRoutes } from './routes/health-routes';
+import { nodeRoutes } from './routes/node-routes';
+import { taskRoutes } from './routes/task-routes';
+
+export interface AppDeps {
+  knex: Knex;
+  nodes: NodeService;
+  workflows: NodeWorkflows;
+  apiToken: string;
+  temporalHealthy(): Promise<void>;
+}
+
+export function createApp(deps: AppDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(
+    express.json({
+      limit: '256kb',
+      // Agent requests are signed over the exact bytes sent.
+      verify: (req, _res, buf) => {
+        (req as express.Request & { rawBody?: string }).rawBody = buf.toString('utf8');
+      },
+    }),
+  );
+  app.use(healthRoutes(deps.knex, deps.temporalHealthy));
+  app.use('/api/v1', agentRoutes(deps.nodes));
+  app.use('/api/v1', requireOperator(deps.apiToken));
+  app.use('/api/v1', nodeRoutes(deps.knex, deps.nodes, deps.workflows));
+  app.use('/api/v1', taskRoutes(deps.knex));
+  app.use(notFoundHandler);
+  app.use(errorHandler);
+  return app;
+}

@@ -1,0 +1,59 @@
+import type { NodeEventRecord } from '../db/events-repo';
+import type { NodeRecord } from '../db/nodes-repo';
+import type { TaskRecord } from '../db/tasks-repo';
+import { allowedVerbs, TARGET_OF } from '../domain/states';
+
+/** JSON shapes of the API: snake_case, ISO timestamps, no key material beyond the fingerprint. */
+export function presentNode(node: NodeRecord) {
+  return {
+    hostname: node.hostname,
+    state: node.state,
+    target_state: TARGET_OF[node.state] ?? null,
+    allowed_actions: allowedVerbs(node.state),
+    fingerprint: node.fingerprint,
+    address: node.address,
+    last_error: node.lastError,
+    facts: node.facts,
+    announced_at: node.announcedAt.toISOString(),
+    accepted_at: node.acceptedAt?.toISOString() ?? null,
+    facts_at: node.factsAt?.toISOString() ?? null,
+    created_at: node.createdAt.toISOString(),
+    updated_at: node.updatedAt.toISOString(),
+  };
+}
+
+export function presentUnmanaged(node: NodeRecord) {
+  return {
+    hostname: node.hostname,
+    fingerprint: node.fingerprint,
+    address: node.address,
+    announced_at: node.announcedAt.toISOString(),
+  };
+}
+
+export function presentTask(task: TaskRecord) {
+  return {
+    id: task.id,
+    kind: task.kind,
+    hostname: task.hostname,
+    status: task.status,
+    error: task.error,
+    result: task.result,
+    created_at: task.createdAt.toISOString(),
+    started_at: task.startedAt?.toISOString() ?? null,
+    finished_at: task.finishedAt?.toISOString() ?? null,
+  };
+}
+
+export function presentEvent(event: NodeEventRecord) {
+  return {
+    id: event.id,
+    type: event.type,
+    from_state: event.fromState,
+    to_state: event.toState,
+    event: event.event,
+    cause: event.cause,
+    task_id: event.taskId,
+    at: event.at.toISOString(),
+  };
+}

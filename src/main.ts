@@ -1,0 +1,46 @@
+import { parseArgs } from 'node:util';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { ConfigError, loadConfig } from './config';
+import { log } from './log';
+import { startService, type Role } from './service';
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { role: { type: 'string', default: 'all' } } });
+  const role = values.role as Role;
+  if (!['all', 'api', 'worker'].includes(role)) throw new ConfigError(`--role must be all, api or worker, not ${role}`);
+  const config = loadConfig();
+  // Shutdown is ours: the HTTP server, the worker and the dev server stop in order on one signal.
+  Runtime.install({ logger: new DefaultLogger('WARN'), shutdownSignals: [] });
+
+  const service = await startService(config, role);
+  const lines = [
+    `node-lifecycle (${role}) is running`,
+    service.apiUrl && `  REST API      ${service.apiUrl}/api/v1   (health: ${service.apiUrl}/healthz)`,
+    service.apiUrl && `  API token     ${service.apiToken}${service.apiTokenFile ? `   (from ${service.apiTokenFile})` : ''}`,
+    `  Temporal      ${service.temporalAddress}   namespace ${config.temporalNamespace}, task queue ${config.taskQueue}`,
+    service.temporalUiUrl && `  Temporal UI   ${service.temporalUiUrl}/namespaces/${config.temporalNamespace}/workflows`,
+    `  Database      ${service.database}`,
+    `  Server key    ${service.serverFingerprint}`,
+  ];
+  console.log(lines.filter(Boolean).join('\n'));
+
+  let stopping = false;
+  const shutdown = async (reason: string, code: number) => {
+    if (stopping) return;
+    stopping = true;
+    log.info(`shutting down (${reason})`);
+    await service.stop();
+    process.exit(code);
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT', 0));
+  process.on('SIGTERM', () => void shutdown('SIGTERM', 0));
+  service.workerDone?.catch((err: unknown) => {
+    log.error(`worker stopped: ${(err as Error).message}`);
+    void shutdown('worker failure', 1);
+  });
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof ConfigError ? `configuration: ${err.message}` : `start-up failed: ${(err as Error).message}`);
+  process.exit(1);
+});

@@ -1,0 +1,149 @@
+import fs from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, type Worker } from '@temporalio/worker';
+import { AgentClient } from '../activities/agent-client';
+import { createActivities } from '../activities';
+import { createApp } from './api/app';
+import { resolveApiToken } from './api-token';
+import { ConfigError, type Config } from './config';
+import { openDatabase, type Database } from './db/database';
+import { loadOrCreateIdentity } from './identity/identity';
+import { log } from './log';
+import { NodeService } from './services/node-service';
+import { startDevServer, type DevServer } from './temporal/dev-server';
+import { NodeWorkflows } from './temporal/node-workflows';
+import { ensureNodeStateAttribute } from './temporal/search-attributes';
+import { createWorker } from './temporal/worker';
+
+export type Role = 'all' | 'api' | 'worker';
+
+export interface RunningService {
+  apiUrl?: string;
+  apiToken: string;
+  apiTokenFile?: string;
+  temporalAddress: string;
+  temporalUiUrl?: string;
+  database: string;
+  serverFingerprint: string;
+  /** Rejects if the worker stops on its own (a fatal error), so the process can exit non-zero. */
+  workerDone?: Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Brings up what the role needs, in dependency order, and returns one stop function that takes it
+ * down in reverse. `all` also runs the Temporal dev server unless TEMPORAL_ADDRESS points elsewhere.
+ */
+export async function startService(config: Config, role: Role = 'all'): Promise<RunningService> {
+  if (role !== 'all' && !config.databaseUrl) {
+    throw new ConfigError(`the ${role} role runs beside other processes and the embedded database serves one process: set DATABASE_URL`);
+  }
+  await fs.mkdir(config.dataDir, { recursive: true });
+  const stack: (() => Promise<void>)[] = [];
+  const stop = async () => {
+    while (stack.length > 0) {
+      await stack.pop()!().catch((err: unknown) => log.warn(`shutdown: ${(err as Error).message}`));
+    }
+  };
+
+  try {
+    let temporalAddress = config.temporalAddress ?? `127.0.0.1:${config.temporalPort}`;
+    let devServer: DevServer | undefined;
+    if (role === 'all' && !config.temporalAddress) {
+      devServer = await startDevServer({
+        cliPath: config.temporalCliPath,
+        dataDir: config.dataDir,
+        port: config.temporalPort,
+        uiPort: config.temporalUiPort,
+        namespace: config.temporalNamespace,
+      });
+      stack.push(() => devServer!.stop());
+      temporalAddress = devServer.address;
+    }
+
+    const db: Database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+    stack.push(() => db.close());
+    // Every process of a deployment must share this key: the API hands out its fingerprint, the
+    // worker presents it to agents.
+    const serverIdentity = await loadOrCreateIdentity(path.join(config.dataDir, 'server-identity'), 'node-lifecycle-server');
+
+    const connection = await Connection.connect({ address: temporalAddress });
+    stack.push(() => connection.close());
+    await ensureNodeStateAttribute(connection, config.temporalNamespace);
+    const client = new Client({ connection, namespace: config.temporalNamespace });
+    const settings = { initCheckIntervalMs: config.initCheckIntervalMs, initWindowMs: config.initWindowMs };
+    const workflows = new NodeWorkflows(client.workflow, config.taskQueue, settings);
+
+    let workerDone: Promise<void> | undefined;
+    if (role !== 'api') {
+      const nativeConnection = await NativeConnection.connect({ address: temporalAddress });
+      stack.push(() => nativeConnection.close());
+      const worker: Worker = await createWorker({
+        connection: nativeConnection,
+        namespace: config.temporalNamespace,
+        taskQueue: config.taskQueue,
+        activities: createActivities({
+          knex: db.knex,
+          agents: new AgentClient(serverIdentity, config.agentRequestTimeoutMs),
+          monitoringEndpoint: config.monitoringEndpoint,
+          nodeServices: config.nodeServices,
+        }),
+      });
+      workerDone = worker.run();
+      stack.push(async () => {
+        if (worker.getState() === 'RUNNING') worker.shutdown();
+        await workerDone!.catch(() => undefined);
+      });
+    }
+
+    let apiUrl: string | undefined;
+    let apiToken = config.apiToken ?? '';
+    let apiTokenFile: string | undefined;
+    if (role !== 'worker') {
+      ({ token: apiToken, file: apiTokenFile } = await resolveApiToken(config.apiToken, config.dataDir));
+      const app = createApp({
+        knex: db.knex,
+        nodes: new NodeService(db.knex, workflows, serverIdentity.fingerprint),
+        workflows,
+        apiToken,
+        temporalHealthy: async () => {
+          await connection.workflowService.getSystemInfo({});
+        },
+      });
+      const server = http.createServer(app);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', (err: NodeJS.ErrnoException) =>
+          reject(err.code === 'EADDRINUSE' ? new ConfigError(`PORT ${config.port} on ${config.host} is in use by another process`) : err),
+        );
+        server.listen(config.port, config.host, resolve);
+      });
+      stack.push(
+        () =>
+          new Promise<void>((resolve) => {
+            server.close(() => resolve());
+            server.closeAllConnections();
+          }),
+      );
+      const { port } = server.address() as AddressInfo;
+      apiUrl = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+    }
+
+    return {
+      apiUrl,
+      apiToken,
+      apiTokenFile,
+      temporalAddress,
+      temporalUiUrl: devServer?.uiUrl,
+      database: db.description,
+      serverFingerprint: serverIdentity.fingerprint,
+      workerDone,
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

@@ -1,0 +1,98 @@
+import { createPublicKey } from 'node:crypto';
+import type { Knex } from 'knex';
+import { getNode, recordAnnouncement, type NodeRecord } from '../db/nodes-repo';
+import { BadRequest, Conflict, FingerprintMismatch, InvalidState, NotFound, Unauthorized } from '../domain/errors';
+import { allowedVerbs } from '../domain/states';
+import { fingerprintOf } from '../identity/fingerprint';
+import { signatureProblem } from '../identity/request-signature';
+import type { AnnounceRequest, AnnounceResponse } from '../protocol';
+import type { NodeWorkflows } from '../temporal/node-workflows';
+import type { CommandResult } from '../../workflows/definitions';
+
+/** What the transport hands over to check an agent's signature. */
+export interface SignedRequest {
+  method: string;
+  path: string;
+  rawBody: string;
+  timestamp: string | undefined;
+  signature: string | undefined;
+}
+
+/** The node verbs, whatever the transport: REST routes call these and only map results. */
+export class NodeService {
+  constructor(
+    private readonly knex: Knex,
+    private readonly workflows: NodeWorkflows,
+    private readonly serverFingerprint: string,
+  ) {}
+
+  /** An agent says who it is. It proves it holds the key it shows by signing the request with it. */
+  async announce(request: AnnounceRequest, signed: SignedRequest): Promise<{ created: boolean; response: AnnounceResponse }> {
+    let actual: string;
+    try {
+      actual = fingerprintOf(createPublicKey(request.public_key));
+    } catch {
+      throw new BadRequest('public_key is not a PEM public key', { field: 'public_key' });
+    }
+    if (actual !== request.fingerprint) {
+      throw new BadRequest(`fingerprint ${request.fingerprint} is not the fingerprint of public_key (${actual})`, { field: 'fingerprint' });
+    }
+    verifySignature(request.public_key, signed);
+    const { node, isNew } = await recordAnnouncement(this.knex, {
+      hostname: request.hostname,
+      fingerprint: request.fingerprint,
+      publicKey: request.public_key,
+      address: request.address,
+    });
+    return {
+      created: isNew,
+      response: {
+        hostname: node.hostname,
+        state: node.state,
+        accepted: node.state !== 'unmanaged',
+        server_fingerprint: this.serverFingerprint,
+      },
+    };
+  }
+
+  /** Accepting is local (Skyring): nothing goes to the node, so it works while the node is down. */
+  async accept(hostname: string, fingerprint: string): Promise<CommandResult> {
+    const node = await this.require(hostname);
+    if (node.state !== 'unmanaged') {
+      throw new InvalidState(`${hostname} is ${node.state}, not unmanaged`, { state: node.state, allowed: allowedVerbs(node.state) });
+    }
+    if (node.fingerprint !== fingerprint) {
+      throw new FingerprintMismatch(`fingerprint ${fingerprint} does not match the key ${hostname} announced`, { field: 'fingerprint' });
+    }
+    return this.workflows.accept(hostname, fingerprint);
+  }
+
+  async reinitialize(hostname: string): Promise<CommandResult> {
+    const node = await this.require(hostname);
+    // An unmanaged node has no workflow yet; the table answers for it.
+    if (node.state === 'unmanaged') {
+      throw new InvalidState(`reinitialize is not allowed while ${hostname} is unmanaged`, { state: node.state, allowed: allowedVerbs(node.state) });
+    }
+    return this.workflows.reinitialize(hostname);
+  }
+
+  /** The agent's one-time message after acceptance, signed with the accepted key. */
+  async ready(hostname: string, signed: SignedRequest): Promise<{ hostname: string; state: string }> {
+    const node = await this.require(hostname);
+    verifySignature(node.publicKey, signed);
+    if (node.state === 'unmanaged') throw new Conflict(`${hostname} has not been accepted yet`, { state: node.state });
+    await this.workflows.ready(hostname);
+    return { hostname, state: node.state };
+  }
+
+  async require(hostname: string): Promise<NodeRecord> {
+    const node = await getNode(this.knex, hostname);
+    if (!node) throw new NotFound(`no node ${hostname}`, { hostname });
+    return node;
+  }
+}
+
+function verifySignature(publicKey: string, signed: SignedRequest): void {
+  const problem = signatureProblem(publicKey, signed.method, signed.path, signed.rawBody, signed.timestamp, signed.signature);
+  if (problem) throw new Unauthorized(`agent request not authenticated: ${problem}`);
+}

@@ -1,0 +1,80 @@
+import { randomUUID } from 'node:crypto';
+import {
+  isGrpcServiceError,
+  WithStartWorkflowOperation,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  type WorkflowClient,
+} from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { domainErrorFromName, InvalidState, NotFound, Unavailable } from '../domain/errors';
+import type { nodeLifecycle } from '../../workflows/node-lifecycle';
+import {
+  acceptUpdate,
+  NODE_STATE_KEY,
+  NODE_WORKFLOW_TYPE,
+  nodeWorkflowId,
+  readySignal,
+  reinitializeUpdate,
+  statusQuery,
+  type CommandResult,
+  type InitSettings,
+  type NodeStatus,
+} from '../../workflows/definitions';
+
+/** The API's view of node workflows: Temporal calls in, domain results and domain errors out. */
+export class NodeWorkflows {
+  constructor(
+    private readonly client: WorkflowClient,
+    private readonly taskQueue: string,
+    private readonly settings: InitSettings,
+  ) {}
+
+  /** Starts the node's workflow if need be and accepts the node in one call (update-with-start). */
+  accept(hostname: string, fingerprint: string): Promise<CommandResult> {
+    const start = new WithStartWorkflowOperation<typeof nodeLifecycle>(NODE_WORKFLOW_TYPE, {
+      workflowId: nodeWorkflowId(hostname),
+      taskQueue: this.taskQueue,
+      args: [{ hostname, settings: this.settings }],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      typedSearchAttributes: [{ key: NODE_STATE_KEY, value: 'unmanaged' }],
+    });
+    return translate(hostname, () =>
+      this.client.executeUpdateWithStart(acceptUpdate, {
+        args: [{ taskId: randomUUID(), fingerprint }],
+        startWorkflowOperation: start,
+      }),
+    );
+  }
+
+  reinitialize(hostname: string): Promise<CommandResult> {
+    return translate(hostname, () =>
+      this.client.getHandle(nodeWorkflowId(hostname)).executeUpdate(reinitializeUpdate, { args: [{ taskId: randomUUID() }] }),
+    );
+  }
+
+  ready(hostname: string): Promise<void> {
+    return translate(hostname, () => this.client.getHandle(nodeWorkflowId(hostname)).signal(readySignal));
+  }
+
+  status(hostname: string): Promise<NodeStatus> {
+    return translate(hostname, () => this.client.getHandle(nodeWorkflowId(hostname)).query(statusQuery));
+  }
+}
+
+async function translate<T>(hostname: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    if (err instanceof WorkflowUpdateFailedError && err.cause instanceof ApplicationFailure) {
+      const failure = err.cause;
+      const details = (failure.details?.[0] ?? {}) as Record<string, unknown>;
+      throw domainErrorFromName(failure.type, failure.message, details) ?? new InvalidState(failure.message, details);
+    }
+    if (err instanceof WorkflowNotFoundError) throw new NotFound(`node ${hostname} has no lifecycle workflow (was it accepted?)`);
+    if (isGrpcServiceError(err) || (err as Error).name === 'ServiceError' || (err as Error).name === 'ConnectionError') {
+      throw new Unavailable(`Temporal is not answering: ${(err as Error).message}`);
+    }
+    throw err;
+  }
+}
