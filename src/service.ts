@@ -58,6 +58,7 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
         dataDir: config.dataDir,
         port: config.temporalPort,
         uiPort: config.temporalUiPort,
+        headless: config.temporalUiPort === 0,
         namespace: config.temporalNamespace,
       });
       stack.push(() => devServer!.stop());

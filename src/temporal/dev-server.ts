@@ -58,7 +58,8 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     ...(options.headless ? ['--headless'] : ['--ui-port', String(options.uiPort)]),
   ];
   const logFile = fs.openSync(path.join(options.dataDir, 'temporal.log'), 'a');
-  const child = spawn(options.cliPath, args, { stdio: ['ignore', logFile, logFile] });
+  // Its own process group: a Ctrl-C on the terminal reaches us, and we stop the server after the worker.
+  const child = spawn(options.cliPath, args, { stdio: ['ignore', logFile, logFile], detached: true });
   fs.closeSync(logFile);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await new Promise<void>((resolve, reject) => {

@@ -1,0 +1,133 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { startAgent, type AgentHandle, type AgentOptions } from '../../src/agent/agent';
+import { loadConfig, type Config } from '../../src/config';
+import { startService, type RunningService } from '../../src/service';
+import { HttpClient } from './http-client';
+import { nextLoopbackAddress } from './ports';
+import { createTestDatabase, postgresAvailable } from './test-database';
+
+let runtimeInstalled = false;
+function installRuntimeOnce(): void {
+  if (runtimeInstalled) return;
+  Runtime.install({ logger: new DefaultLogger('ERROR'), shutdownSignals: [] });
+  runtimeInstalled = true;
+}
+
+export interface TestService {
+  service: RunningService;
+  config: Config;
+  /** Authenticated as the operator. */
+  api: HttpClient;
+  /** No credentials at all. */
+  anonymous: HttpClient;
+  temporal: Client;
+  dataDir: string;
+  /** Unique per test file: host names made here never meet another file's workflows. */
+  hostname(label: string): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * The whole service in-process against the run's real Temporal dev server and a fresh database of its
+ * own (the PostgreSQL server when present, else embedded PGlite), with short initialization windows.
+ */
+export async function startTestService(env: Record<string, string> = {}): Promise<TestService> {
+  installRuntimeOnce();
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nl-service-'));
+  const database = (await postgresAvailable()) ? await createTestDatabase() : undefined;
+  const suffix = Math.random().toString(36).slice(2, 8);
+  const config = loadConfig({
+    DATA_DIR: dataDir,
+    PORT: '0',
+    TEMPORAL_ADDRESS: process.env.TEST_TEMPORAL_ADDRESS,
+    TASK_QUEUE: `test-${suffix}`,
+    INIT_CHECK_INTERVAL: '500ms',
+    INIT_WINDOW: '4s',
+    AGENT_REQUEST_TIMEOUT: '3s',
+    ...(database ? { DATABASE_URL: database.url } : {}),
+    ...env,
+  });
+  const service = await startService(config, 'all');
+  const connection = await Connection.connect({ address: service.temporalAddress });
+  return {
+    service,
+    config,
+    api: new HttpClient(service.apiUrl!, service.apiToken),
+    anonymous: new HttpClient(service.apiUrl!),
+    temporal: new Client({ connection }),
+    dataDir,
+    hostname: (label) => `${label}-${suffix}.test`,
+    async stop() {
+      await connection.close();
+      await service.stop();
+      await database?.drop();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface TestAgent {
+  hostname: string;
+  fingerprint: string;
+  sandbox: string;
+  stateDir: string;
+  handle: AgentHandle;
+  /** Stops the agent (the node goes down). */
+  stop(): Promise<void>;
+  /** Starts it again with the same identity, address and port. */
+  start(): Promise<void>;
+}
+
+/** A real agent in sandbox mode on its own loopback address. */
+export async function startTestAgent(
+  ts: TestService,
+  hostname: string,
+  options: Partial<AgentOptions> & { startNow?: boolean } = {},
+): Promise<TestAgent> {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'nl-agent-'));
+  const base: AgentOptions = {
+    serverUrl: ts.service.apiUrl!,
+    hostname,
+    listenHost: nextLoopbackAddress(),
+    listenPort: 0,
+    stateDir: path.join(root, 'state'),
+    sandbox: path.join(root, 'sandbox'),
+    announceIntervalMs: 200,
+    rebootDurationMs: 500,
+    ...options,
+  };
+  let handle = await startAgent(base);
+  const port = Number(new URL(handle.address).port);
+  let running = true;
+  const agent: TestAgent = {
+    hostname,
+    fingerprint: handle.fingerprint,
+    sandbox: base.sandbox!,
+    stateDir: base.stateDir,
+    handle,
+    async stop() {
+      if (running) await handle.stop();
+      running = false;
+    },
+    async start() {
+      if (running) return;
+      handle = await startAgent({ ...base, listenPort: port });
+      agent.handle = handle;
+      running = true;
+    },
+  };
+  return agent;
+}
+
+export async function nodeState(ts: TestService, hostname: string): Promise<string | undefined> {
+  const res = await ts.api.get(`/api/v1/nodes/${hostname}`);
+  return res.status === 200 ? res.body.state : undefined;
+}
+
+export function acceptNode(ts: TestService, hostname: string, fingerprint: string) {
+  return ts.api.post(`/api/v1/unmanaged_nodes/${hostname}/accept`, { hostname, fingerprint });
+}
