@@ -2,6 +2,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { fingerprintOf } from '../src/identity/fingerprint';
 import { signRequest } from '../src/identity/request-signature';
 import { SERVER_PATHS } from '../src/protocol';
+import type { HttpResponse } from './support/http-client';
 import { acceptNode, nodeState, startTestAgent, startTestService, type TestAgent, type TestService } from './support/harness';
 import { waitFor } from './support/wait-for';
 
@@ -34,9 +35,9 @@ async function snapshot() {
   return { nodes: nodes.body.map(strip), pending: pending.body.map(strip), tasks: tasks.body };
 }
 
-function expectError(res: { status: number; body: any }, status: number, code: string) {
+function expectError(res: HttpResponse, status: number, code: string) {
   expect(res.status).toBe(status);
-  expect(res.headers?.get?.('content-type') ?? 'application/json').toMatch(/application\/json/);
+  expect(res.headers.get('content-type')).toMatch(/application\/json/);
   expect(res.body.error.code).toBe(code);
   expect(res.body.error.message).toEqual(expect.any(String));
 }

@@ -1,0 +1,46 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { PROJECT_ROOT } from '../src/config';
+import { withStateDiagram } from '../src/domain/state-diagram';
+import { allowedVerbs, NODE_STATES, nextState, STABLE_STATES, TARGET_OF, TRANSITIONS } from '../src/domain/states';
+
+test('every state is reachable from unmanaged and every state has a way out or is stable', () => {
+  const reached = new Set(['unmanaged']);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const t of TRANSITIONS) {
+      if (reached.has(t.from) && !reached.has(t.to)) {
+        reached.add(t.to);
+        grew = true;
+      }
+    }
+  }
+  expect([...reached].sort()).toEqual([...NODE_STATES].sort());
+  for (const state of NODE_STATES) {
+    if (!STABLE_STATES.includes(state)) expect(TRANSITIONS.some((t) => t.from === state)).toBe(true);
+  }
+});
+
+test('each transient state heads for a stable state it can reach in one step', () => {
+  for (const [state, target] of Object.entries(TARGET_OF)) {
+    expect(STABLE_STATES).toContain(target);
+    expect(TRANSITIONS.some((t) => t.from === state && t.to === target)).toBe(true);
+  }
+});
+
+test('the table answers what the API tells a refused caller', () => {
+  expect(nextState('unmanaged', 'accept')).toBe('initializing');
+  expect(nextState('active', 'reinitialize')).toBeUndefined();
+  expect(allowedVerbs('failed')).toEqual(['reinitialize']);
+  expect(allowedVerbs('active')).toEqual([]);
+});
+
+test('no (from, event) pair appears twice', () => {
+  const keys = TRANSITIONS.map((t) => `${t.from}/${t.event}`);
+  expect(new Set(keys).size).toBe(keys.length);
+});
+
+test('the README state diagram is the one generated from the table (run `npm run docs:states`)', () => {
+  const readme = fs.readFileSync(path.join(PROJECT_ROOT, 'README.md'), 'utf8');
+  expect(withStateDiagram(readme)).toBe(readme);
+});
