@@ -26,6 +26,7 @@ elif [ -x "$local_dir/temporal" ]; then
   cli="$local_dir/temporal"
 else
   if [ ! -x "$cache_dir/temporal" ]; then
+    command -v go >/dev/null 2>&1 || PATH="$PATH:/usr/local/go/bin"
     command -v go >/dev/null 2>&1 || { echo "bootstrap: no Temporal CLI found and no Go toolchain to build it; install Go or set TEMPORAL_CLI_PATH" >&2; exit 1; }
     echo "bootstrap: building the Temporal CLI $version with go install (first run only, a few minutes)" >&2
     mkdir -p "$cache_dir"
