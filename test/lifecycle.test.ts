@@ -196,7 +196,7 @@ describe('failure and re-initialization', () => {
     expect(status).toMatchObject({ state: 'active' });
     // That task scheduled nothing: no transition activity follows the signal in the history.
     const events = (await handle.fetchHistory()).events ?? [];
-    const signalled = events.findIndex((e) => e.workflowExecutionSignaledEventAttributes);
+    const signalled = events.findIndex((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'reinitialize');
     expect(signalled).toBeGreaterThan(0);
     expect(events.slice(signalled).filter((e) => e.activityTaskScheduledEventAttributes)).toEqual([]);
   });
