@@ -2,14 +2,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../src/config';
 import { withStateDiagram } from '../src/domain/state-diagram';
-import { allowedVerbs, NODE_STATES, nextState, STABLE_STATES, TARGET_OF, TRANSITIONS } from '../src/domain/states';
+import { allowedVerbs, NODE_STATES, nextState, PREVIOUS, STABLE_STATES, TARGET_OF, TRANSITIONS } from '../src/domain/states';
 
 test('every state is reachable from unmanaged and every state has a way out or is stable', () => {
   const reached = new Set(['unmanaged']);
   for (let grew = true; grew; ) {
     grew = false;
     for (const t of TRANSITIONS) {
-      if (reached.has(t.from) && !reached.has(t.to)) {
+      if (t.to !== PREVIOUS && reached.has(t.from) && !reached.has(t.to)) {
         reached.add(t.to);
         grew = true;
       }
@@ -32,7 +32,10 @@ test('the table answers what the API tells a refused caller', () => {
   expect(nextState('unmanaged', 'accept')).toBe('initializing');
   expect(nextState('active', 'reinitialize')).toBeUndefined();
   expect(allowedVerbs('failed')).toEqual(['reinitialize']);
-  expect(allowedVerbs('active')).toEqual([]);
+  expect(allowedVerbs('active')).toEqual(['commission', 'decommission', 'maintenance']);
+  expect(allowedVerbs('maintenance')).toEqual(['commission', 'decommission']);
+  expect(nextState('commissioning', 'commission_failed', 'maintenance')).toBe('maintenance');
+  expect(nextState('commissioning', 'commission_failed', 'active')).toBe('active');
 });
 
 test('no (from, event) pair appears twice', () => {

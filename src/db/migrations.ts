@@ -55,6 +55,58 @@ const MIGRATIONS: Migration[] = [
       });
     },
   },
+  {
+    name: '002_operations_events_reachability',
+    async up(knex) {
+      await knex.schema.alterTable('nodes', (t) => {
+        // The stable state a transient one was entered from: where a rolled-back commission returns.
+        t.text('previous_state');
+        t.boolean('reachable').notNullable().defaultTo(true);
+        t.timestamp('last_seen_at', { useTz: true });
+        t.boolean('monitoring_silenced').notNullable().defaultTo(false);
+      });
+      await knex.raw('update nodes set last_seen_at = announced_at');
+      await knex.schema.alterTable('tasks', (t) => {
+        t.jsonb('details');
+        // commit or rollback: the all-or-nothing outcome of a bulk commission.
+        t.text('decision');
+      });
+      // The operation queue: one row per node and request. The id is the global submission order;
+      // a node runs its rows strictly in id order, and at most the cap of rows hold a slot at once.
+      await knex.schema.createTable('operations', (t) => {
+        t.bigIncrements('id');
+        t.uuid('task_id').notNullable().references('tasks.id');
+        t.text('hostname').notNullable();
+        t.text('kind').notNullable();
+        t.text('status').notNullable();
+        t.jsonb('extra_vars').notNullable();
+        t.boolean('holds_slot').notNullable().defaultTo(false);
+        t.bigInteger('wants_slot_since');
+        // Who this row's slot was handed to when released, so a retried release wakes them again.
+        t.specificType('handed_to', 'text[]');
+        t.text('error');
+        t.jsonb('result');
+        t.timestamp('created_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+        t.timestamp('started_at', { useTz: true });
+        t.timestamp('finished_at', { useTz: true });
+        t.index(['task_id', 'id']);
+        t.index(['hostname', 'id']);
+      });
+      await knex.raw("create index operations_open on operations (hostname, id) where status in ('queued', 'running', 'waiting')");
+      await knex.raw('create index operations_slot_holders on operations (id) where holds_slot');
+      await knex.raw('create index operations_slot_wanted on operations (wants_slot_since, id) where wants_slot_since is not null and not holds_slot');
+      // Node events take lists of nodes (contiv's change): one row per sweep, not per node.
+      await knex.schema.createTable('cluster_events', (t) => {
+        t.bigIncrements('id');
+        t.text('type').notNullable();
+        t.specificType('nodes', 'text[]').notNullable();
+        t.jsonb('details');
+        t.timestamp('at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+        t.index(['type', 'id']);
+      });
+      await knex.raw('create index cluster_events_nodes on cluster_events using gin (nodes)');
+    },
+  },
 ];
 
 /** The one way the schema is brought up to date: start-up and tests alike call this. */

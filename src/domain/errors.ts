@@ -60,6 +60,23 @@ export class Unavailable extends DomainError {
   override readonly code = 'unavailable';
 }
 
+export interface BulkOffender {
+  node: string;
+  problem: string;
+  state?: string;
+  allowed?: string[];
+}
+
+/** A bulk request refused as a whole: 404 when a node is unknown, else 409; every offender named. */
+export class BulkRefused extends DomainError {
+  override readonly status: number;
+  override readonly code = 'request_refused';
+  constructor(kind: string, readonly offenders: BulkOffender[]) {
+    super(`${kind} refused, nothing started: ${offenders.map((o) => `${o.node} ${o.problem}`).join('; ')}`, { offenders });
+    this.status = offenders.some((o) => o.problem === 'unknown node') ? 404 : 409;
+  }
+}
+
 const BY_NAME: Record<string, new (message: string, details?: Record<string, unknown>) => DomainError> = {
   BadRequest,
   NotFound,

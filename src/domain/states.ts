@@ -3,26 +3,58 @@
  * generator, so it must stay free of Node built-ins and side effects.
  */
 
-export const NODE_STATES = ['unmanaged', 'initializing', 'active', 'failed'] as const;
+export const NODE_STATES = [
+  'unmanaged',
+  'initializing',
+  'active',
+  'failed',
+  'commissioning',
+  'commissioned',
+  'decommissioning',
+  'decommissioned',
+  'entering_maintenance',
+  'maintenance',
+] as const;
 export type NodeState = (typeof NODE_STATES)[number];
 
-/** Stable states wait for an operator or an event; transient ones are work in progress. */
-export const STABLE_STATES: readonly NodeState[] = ['unmanaged', 'active', 'failed'];
+/** Stable states wait for an operator or an event; the others are work in progress. */
+export const STABLE_STATES: readonly NodeState[] = ['unmanaged', 'active', 'failed', 'commissioned', 'decommissioned', 'maintenance'];
 
 /** Each transient state names the stable state it is heading for (as Ironic's fsm does). */
 export const TARGET_OF: Partial<Record<NodeState, NodeState>> = {
   initializing: 'active',
+  commissioning: 'commissioned',
+  decommissioning: 'decommissioned',
+  entering_maintenance: 'maintenance',
 };
 
-export type NodeEvent = 'accept' | 'initialized' | 'initialization_failed' | 'reinitialize';
+export type NodeEvent =
+  | 'accept'
+  | 'initialized'
+  | 'initialization_failed'
+  | 'reinitialize'
+  | 'commission'
+  | 'commissioned'
+  | 'commission_failed'
+  | 'decommission'
+  | 'decommissioned'
+  | 'maintenance'
+  | 'maintenance_entered';
 
-/** Events an operator asks for (REST action, CLI verb, Temporal signal); the rest come from the workflow. */
-export const OPERATOR_VERBS: readonly NodeEvent[] = ['accept', 'reinitialize'];
+/** Events an operator asks for (REST, CLI, Temporal signal); the rest come from the workflow. */
+export const OPERATOR_VERBS: readonly NodeEvent[] = ['accept', 'reinitialize', 'commission', 'decommission', 'maintenance'];
+
+/** The bulk operations, which queue per node and share the cluster-wide cap. */
+export const OPERATION_KINDS = ['commission', 'decommission', 'maintenance'] as const;
+export type OperationKind = (typeof OPERATION_KINDS)[number];
+
+/** A transition back to the stable state the node was in before the transient one. */
+export const PREVIOUS = 'previous' as const;
 
 export interface Transition {
   from: NodeState;
   event: NodeEvent;
-  to: NodeState;
+  to: NodeState | typeof PREVIOUS;
   why: string;
 }
 
@@ -35,10 +67,37 @@ export const TRANSITIONS: readonly Transition[] = [
   { from: 'initializing', event: 'initialization_failed', to: 'failed', why: 'window and retry exhausted' },
   // Only a failed node can be re-initialized; it runs a fresh window.
   { from: 'failed', event: 'reinitialize', to: 'initializing', why: 'operator asked to try again' },
+
+  // Commission runs on all nodes of a request together (contiv).
+  { from: 'active', event: 'commission', to: 'commissioning', why: 'commission requested' },
+  { from: 'decommissioned', event: 'commission', to: 'commissioning', why: 'commission requested' },
+  // Commission is how a node leaves maintenance; its monitoring is un-silenced on the way.
+  { from: 'maintenance', event: 'commission', to: 'commissioning', why: 'commission requested' },
+  { from: 'commissioning', event: 'commissioned', to: 'commissioned', why: 'every node of the request passed its commission steps' },
+  // A node of the request failed: every node runs its decommission steps and returns where it was.
+  { from: 'commissioning', event: 'commission_failed', to: PREVIOUS, why: 'a node of the request failed; cleaned up and rolled back' },
+
+  // Decommission is best effort and never fails: a failed cleanup step is recorded on the node.
+  { from: 'active', event: 'decommission', to: 'decommissioning', why: 'decommission requested' },
+  { from: 'commissioned', event: 'decommission', to: 'decommissioning', why: 'decommission requested' },
+  { from: 'maintenance', event: 'decommission', to: 'decommissioning', why: 'decommission requested' },
+  { from: 'decommissioning', event: 'decommissioned', to: 'decommissioned', why: 'cleanup ran (best effort)' },
+
+  // Maintenance takes the node out of scheduling and silences its monitoring.
+  { from: 'active', event: 'maintenance', to: 'entering_maintenance', why: 'maintenance requested' },
+  { from: 'commissioned', event: 'maintenance', to: 'entering_maintenance', why: 'maintenance requested' },
+  { from: 'decommissioned', event: 'maintenance', to: 'entering_maintenance', why: 'maintenance requested' },
+  { from: 'entering_maintenance', event: 'maintenance_entered', to: 'maintenance', why: 'monitoring silenced, maintenance steps ran' },
 ];
 
-export function nextState(from: NodeState, event: NodeEvent): NodeState | undefined {
-  return TRANSITIONS.find((t) => t.from === from && t.event === event)?.to;
+/**
+ * The state an event leads to from `from`, or undefined when the table does not allow it. `previous`
+ * is the stable state the node left for the transient one (needed only for PREVIOUS transitions).
+ */
+export function nextState(from: NodeState, event: NodeEvent, previous?: NodeState | null): NodeState | undefined {
+  const to = TRANSITIONS.find((t) => t.from === from && t.event === event)?.to;
+  if (to !== PREVIOUS) return to;
+  return previous ?? undefined;
 }
 
 /** The operator verbs the table allows from a state: what a 409 tells the caller they may do instead. */
@@ -48,4 +107,10 @@ export function allowedVerbs(state: NodeState): NodeEvent[] {
 
 export function isNodeState(value: unknown): value is NodeState {
   return typeof value === 'string' && (NODE_STATES as readonly string[]).includes(value);
+}
+
+/** The stable state an operation leads a node to when it succeeds. */
+export function operationTarget(kind: OperationKind, from: NodeState): NodeState | undefined {
+  const transient = nextState(from, kind);
+  return transient === undefined ? undefined : TARGET_OF[transient];
 }

@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { finishTask, startTask } from '../db/tasks-repo';
 import { log } from '../log';
 import { FingerprintMismatch, InvalidState, NotFound } from './errors';
-import { allowedVerbs, nextState, type NodeEvent, type NodeState } from './states';
+import { allowedVerbs, nextState, TARGET_OF, type NodeEvent, type NodeState } from './states';
 
 export interface TransitionRequest {
   hostname: string;
@@ -17,6 +17,8 @@ export interface TransitionRequest {
   requireFingerprint?: string;
   /** A task that begins with this transition (accept, reinitialize), written in the same transaction. */
   startsTask?: { kind: string };
+  /** Recorded with the state: maintenance silences the node's monitoring, commission lifts it. */
+  monitoringSilenced?: boolean;
   /** The task this transition ends, and how. */
   endsTask?: { status: 'succeeded' | 'failed'; error?: string };
 }
@@ -43,7 +45,7 @@ export async function applyTransition(knex: Knex, req: TransitionRequest): Promi
       });
     }
     const from = node.state as NodeState;
-    const to = nextState(from, req.event);
+    const to = nextState(from, req.event, node.previous_state as NodeState | null);
     if (!to) {
       throw new InvalidState(`${req.event} is not allowed while ${req.hostname} is ${from}`, {
         state: from,
@@ -54,6 +56,9 @@ export async function applyTransition(knex: Knex, req: TransitionRequest): Promi
     const changes: Record<string, unknown> = { state: to, updated_at: now };
     if (req.lastError !== undefined) changes.last_error = req.lastError;
     if (req.event === 'accept') changes.accepted_at = now;
+    // Entering a transient state remembers where the node came from, for a rollback.
+    if (TARGET_OF[to] !== undefined) changes.previous_state = from;
+    if (req.monitoringSilenced !== undefined) changes.monitoring_silenced = req.monitoringSilenced;
     await trx('nodes').where({ hostname: req.hostname }).update(changes);
     await trx('node_events').insert({
       hostname: req.hostname,

@@ -1,0 +1,109 @@
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
+import { openDatabase, type Database } from '../src/db/database';
+import { recordAnnouncement } from '../src/db/nodes-repo';
+import {
+  claimNextOperation,
+  finishOperation,
+  releaseSlot,
+  requestSlot,
+  submitBulk,
+  taskProgress,
+} from '../src/db/operations-repo';
+import type { NodeState } from '../src/domain/states';
+import { createTestDatabase } from './support/test-database';
+
+let db: Database;
+let drop: () => Promise<void>;
+
+beforeAll(async () => {
+  const database = await createTestDatabase();
+  drop = database.drop;
+  db = await openDatabase({ databaseUrl: database.url, dataDir: os.tmpdir() });
+});
+afterAll(async () => {
+  await db.close();
+  await drop();
+});
+
+let counter = 0;
+/** A node in the inventory in the given state. */
+async function makeNode(state: NodeState = 'active'): Promise<string> {
+  const hostname = `sched-${++counter}.test`;
+  await recordAnnouncement(db.knex, { hostname, fingerprint: 'SHA256:x', publicKey: 'k', address: 'https://127.0.0.1:1' });
+  await db.knex('nodes').where({ hostname }).update({ state });
+  return hostname;
+}
+
+function submit(kind: 'commission' | 'decommission' | 'maintenance', hostnames: string[]) {
+  const taskId = randomUUID();
+  return submitBulk(db.knex, { taskId, kind, hostnames, extraVars: {} }).then(() => taskId);
+}
+
+describe('validation of a whole request', () => {
+  test('unknown nodes and forbidden states are all named, with 404 when any is unknown, and nothing is queued', async () => {
+    const ok = await makeNode('active');
+    const failed = await makeNode('failed');
+    const before = await db.knex('operations').count({ n: '*' }).first();
+
+    const attempt = submit('commission', [ok, 'ghost.test', failed]);
+
+    await expect(attempt).rejects.toMatchObject({
+      status: 404,
+      offenders: [
+        { node: 'ghost.test', problem: 'unknown node' },
+        { node: failed, problem: 'is failed', state: 'failed', allowed: ['reinitialize'] },
+      ],
+    });
+    expect(await db.knex('operations').count({ n: '*' }).first()).toEqual(before);
+  });
+
+  test('a node is judged by the state its queued operations will leave it in', async () => {
+    const node = await makeNode('active');
+    await submit('commission', [node]);
+
+    await expect(submit('commission', [node])).rejects.toMatchObject({
+      status: 409,
+      offenders: [{ node, problem: 'will be commissioned after its queued commission', state: 'commissioned' }],
+    });
+    await expect(submit('decommission', [node])).resolves.toEqual(expect.any(String));
+  });
+});
+
+describe('one operation per node, in submission order', () => {
+  test('a node gets its second operation only after the first is finished', async () => {
+    const node = await makeNode('active');
+    const first = await submit('maintenance', [node]);
+    const second = await submit('decommission', [node]);
+
+    const claimed = await claimNextOperation(db.knex, node);
+    expect(claimed).toMatchObject({ taskId: first, status: 'running' });
+    expect(await claimNextOperation(db.knex, node)).toMatchObject({ taskId: first, id: claimed!.id });
+
+    await finishOperation(db.knex, claimed!.id, { status: 'succeeded', error: null });
+    expect(await claimNextOperation(db.knex, node)).toMatchObject({ taskId: second });
+    expect((await taskProgress(db.knex, first)).succeeded).toBe(1);
+  });
+});
+
+describe('the cluster-wide cap', () => {
+  test('at most cap rows hold a slot; a release hands it to the longest waiting row, once', async () => {
+    const nodes = [await makeNode(), await makeNode(), await makeNode(), await makeNode()];
+    await submit('maintenance', nodes);
+    // Slots held by earlier tests' rows would count against the cap; this test owns them all.
+    await db.knex('operations').whereNotIn('hostname', nodes).update({ holds_slot: false, wants_slot_since: null });
+    const ops = [];
+    for (const n of nodes) ops.push((await claimNextOperation(db.knex, n))!);
+
+    const answers = [];
+    for (const op of ops) answers.push(await requestSlot(db.knex, op.id, 2));
+
+    expect(answers.map((a) => a.granted)).toEqual([true, true, false, false]);
+    const handed = await releaseSlot(db.knex, ops[0]!.id, 2);
+    expect(handed).toEqual([nodes[2]]);
+    expect(await releaseSlot(db.knex, ops[0]!.id, 2)).toEqual([nodes[2]]); // a retried release wakes the same node
+    expect(await requestSlot(db.knex, ops[2]!.id, 2)).toEqual({ granted: true, wake: [] });
+    expect((await requestSlot(db.knex, ops[3]!.id, 2)).granted).toBe(false);
+    expect(await db.knex('operations').where({ holds_slot: true }).count({ n: '*' }).first()).toEqual({ n: '2' });
+  });
+});
