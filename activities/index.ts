@@ -1,15 +1,14 @@
 import { ApplicationFailure } from '@temporalio/common';
-import type { Knex } from 'knex';
+import { sweepReachability } from '../src/db/events-repo';
 import { getNode, saveFacts, setLastError } from '../src/db/nodes-repo';
 import { DomainError } from '../src/domain/errors';
 import { applyTransition, type TransitionOutcome, type TransitionRequest } from '../src/domain/transition';
 import { PinnedKeyMismatch } from '../src/identity/pinned-tls';
 import { AGENT_PATHS, type PingResponse } from '../src/protocol';
-import { AgentClient, type AgentEndpoint } from './agent-client';
+import type { AgentEndpoint } from './agent-client';
+import { createOperationActivities, type OperationDeps } from './operations';
 
-export interface ActivityDeps {
-  knex: Knex;
-  agents: AgentClient;
+export interface ActivityDeps extends OperationDeps {
   monitoringEndpoint: string;
   nodeServices: string[];
 }
@@ -35,6 +34,8 @@ export function createActivities(deps: ActivityDeps) {
   }
 
   return {
+    ...createOperationActivities(deps),
+
     async transitionNode(req: TransitionRequest): Promise<TransitionOutcome> {
       try {
         return await applyTransition(knex, req);
@@ -44,6 +45,10 @@ export function createActivities(deps: ActivityDeps) {
         }
         throw err;
       }
+    },
+
+    async sweepReachability(input: { silentMs: number }): Promise<{ disappeared: string[]; discovered: string[] }> {
+      return sweepReachability(knex, input.silentMs);
     },
 
     async recordLastError(input: { hostname: string; error: string | null }): Promise<void> {

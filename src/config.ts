@@ -20,6 +20,10 @@ export interface Config {
   agentRequestTimeoutMs: number;
   monitoringEndpoint: string;
   nodeServices: string[];
+  maxConcurrentOperations: number;
+  operationTimeoutMs: number;
+  clusterExtraVars: Record<string, unknown>;
+  disappearAfterMs: number;
 }
 
 export const PROJECT_ROOT = path.resolve(__dirname, '..');
@@ -44,6 +48,26 @@ function duration(env: Env, name: string, fallback: string): number {
   } catch (err) {
     throw new ConfigError(`${name}: ${(err as Error).message}`);
   }
+}
+
+function positiveInt(env: Env, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1) throw new ConfigError(`${name}=${raw} must be a whole number of at least 1`);
+  return value;
+}
+
+function jsonObject(env: Env, name: string): Record<string, unknown> {
+  const raw = env[name];
+  if (!raw) return {};
+  try {
+    const value: unknown = JSON.parse(raw);
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value as Record<string, unknown>;
+  } catch {
+    // reported below
+  }
+  throw new ConfigError(`${name} must be a JSON object, e.g. {"ntp_server":"10.0.0.1"}`);
 }
 
 /** Reads the configuration table documented in the README; a bad value stops start-up with its name. */
@@ -73,5 +97,9 @@ export function loadConfig(env: Env = process.env): Config {
       .split(',')
       .map((s) => s.trim())
       .filter(Boolean),
+    maxConcurrentOperations: positiveInt(env, 'MAX_CONCURRENT_OPERATIONS', 10),
+    operationTimeoutMs: duration(env, 'OPERATION_TIMEOUT', '15m'),
+    clusterExtraVars: jsonObject(env, 'CLUSTER_EXTRA_VARS'),
+    disappearAfterMs: duration(env, 'DISAPPEAR_AFTER', '60s'),
   };
 }

@@ -13,6 +13,9 @@ export const AGENT_PATHS = {
   monitoring: '/v1/monitoring',
   services: '/v1/services/start',
   reboot: '/v1/reboot',
+  silence: '/v1/monitoring/silence',
+  /** POST {hooks}/{commission|decommission|maintenance} with { operation_id, extra_vars }. */
+  hooks: '/v1/hooks',
 } as const;
 
 export interface AnnounceRequest {

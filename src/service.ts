@@ -13,8 +13,10 @@ import { openDatabase, type Database } from './db/database';
 import { loadOrCreateIdentity } from './identity/identity';
 import { log } from './log';
 import { NodeService } from './services/node-service';
+import { OperationService } from './services/operation-service';
+import { NODE_MONITOR_WORKFLOW_ID, type nodeMonitor } from '../workflows/node-monitor';
 import { startDevServer, type DevServer } from './temporal/dev-server';
-import { NodeWorkflows } from './temporal/node-workflows';
+import { NodeWorkflows, nodeSignaller } from './temporal/node-workflows';
 import { ensureNodeStateAttribute } from './temporal/search-attributes';
 import { createWorker } from './temporal/worker';
 
@@ -75,7 +77,11 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
     stack.push(() => connection.close());
     await ensureNodeStateAttribute(connection, config.temporalNamespace);
     const client = new Client({ connection, namespace: config.temporalNamespace });
-    const settings = { initCheckIntervalMs: config.initCheckIntervalMs, initWindowMs: config.initWindowMs };
+    const settings = {
+      initCheckIntervalMs: config.initCheckIntervalMs,
+      initWindowMs: config.initWindowMs,
+      operationTimeoutMs: config.operationTimeoutMs,
+    };
     const workflows = new NodeWorkflows(client.workflow, config.taskQueue, settings);
 
     let workerDone: Promise<void> | undefined;
@@ -91,9 +97,19 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
           agents: new AgentClient(serverIdentity, config.agentRequestTimeoutMs),
           monitoringEndpoint: config.monitoringEndpoint,
           nodeServices: config.nodeServices,
+          maxConcurrentOperations: config.maxConcurrentOperations,
+          clusterExtraVars: config.clusterExtraVars,
+          signalNodes: nodeSignaller(client.workflow),
         }),
       });
       workerDone = worker.run();
+      // The one monitor of the deployment (per task queue); a second worker finds it running.
+      await client.workflow.start<typeof nodeMonitor>('nodeMonitor', {
+        workflowId: `${NODE_MONITOR_WORKFLOW_ID}:${config.taskQueue}`,
+        taskQueue: config.taskQueue,
+        args: [{ disappearAfterMs: config.disappearAfterMs }],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+      });
       stack.push(async () => {
         if (worker.getState() === 'RUNNING') worker.shutdown();
         await workerDone!.catch(() => undefined);
@@ -108,6 +124,7 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
       const app = createApp({
         knex: db.knex,
         nodes: new NodeService(db.knex, workflows, serverIdentity.fingerprint),
+        operations: new OperationService(db.knex, client.workflow, config.taskQueue),
         workflows,
         apiToken,
         temporalHealthy: async () => {

@@ -16,6 +16,8 @@ export function nodeWorkflowId(hostname: string): string {
 export interface InitSettings {
   initCheckIntervalMs: number;
   initWindowMs: number;
+  /** How long an operation's step may wait for an unreachable node; absent in workflows started before it. */
+  operationTimeoutMs?: number;
 }
 
 export type InitTrigger = 'accept' | 'reinitialize';
@@ -26,6 +28,7 @@ export interface CarriedState {
   lastError: string | null;
   taskId: string | null;
   pendingInit: InitTrigger | null;
+  previousState?: NodeState | null;
 }
 
 export interface NodeLifecycleInput {
@@ -46,8 +49,10 @@ export interface NodeStatus {
   target: NodeState | null;
   last_error: string | null;
   task_id: string | null;
-  /** What initialization is doing now: waiting_for_node, checking, ping, gather_facts, ... */
+  /** What the node is doing now: waiting_for_node, checking, ping, gather_facts, waiting_for_slot, commission, ... */
   phase: string;
+  /** The bulk operation the node is working on, if any. */
+  operation: { id: number; task_id: string; kind: string } | null;
   window_ends_at: string | null;
   attempts: number;
 }
@@ -63,5 +68,22 @@ export const reinitializeSignal = defineSignal<[]>('reinitialize');
 /** The agent's one-time message after acceptance, relayed by the API. */
 export const readySignal = defineSignal<[]>('ready');
 export const statusQuery = defineQuery<NodeStatus>('status');
+/** Operations were queued for this node: look at the queue. */
+export const operationsQueuedSignal = defineSignal<[]>('operationsQueued');
+/** A slot of the cluster-wide cap was handed to this node's operation. */
+export const slotGrantedSignal = defineSignal<[]>('slotGranted');
+/** The outcome of a bulk commission this node is part of. */
+export const groupDecisionSignal = defineSignal<[{ taskId: string; decision: 'commit' | 'rollback' }]>('groupDecision');
+
+export const BULK_WORKFLOW_TYPE = 'bulkOperation';
+export function bulkWorkflowId(taskId: string): string {
+  return `task:${taskId}`;
+}
+export interface BulkOperationInput {
+  taskId: string;
+  kind: 'commission' | 'decommission' | 'maintenance';
+  /** Where a continued run picks up. */
+  phase?: 'notify' | 'steps' | 'finish';
+}
 
 export const NODE_STATE_KEY = defineSearchAttributeKey('NodeState', SearchAttributeType.KEYWORD);

@@ -1,1 +1,3 @@
 export { nodeLifecycle } from './node-lifecycle';
+export { bulkOperation } from './bulk-operation';
+export { nodeMonitor } from './node-monitor';

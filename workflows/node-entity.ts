@@ -1,7 +1,7 @@
 import { ActivityFailure, ApplicationFailure } from '@temporalio/common';
 import { condition, log, proxyActivities, upsertSearchAttributes, uuid4 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { allowedVerbs, nextState, TARGET_OF, type NodeEvent, type NodeState } from '../src/domain/states';
+import { allowedVerbs, nextState, STABLE_STATES, TARGET_OF, TRANSITIONS, type NodeEvent, type NodeState } from '../src/domain/states';
 import type { TransitionRequest } from '../src/domain/transition';
 import {
   INVALID_STATE,
@@ -49,6 +49,11 @@ export class NodeEntity {
   lastError: string | null;
   taskId: string | null;
   pendingInit: InitTrigger | null;
+  /** The stable state before the current transient one: where a rolled-back commission returns. */
+  previousState: NodeState | null = null;
+  /** Operations were queued for this node since it last looked. */
+  operationsQueued = false;
+  operation: { id: number; task_id: string; kind: string } | null = null;
   private phase = 'idle';
   private windowEndsAt: number | null = null;
   private attempts = 0;
@@ -65,6 +70,18 @@ export class NodeEntity {
     this.lastError = carried?.lastError ?? null;
     this.taskId = carried?.taskId ?? null;
     this.pendingInit = carried?.pendingInit ?? null;
+    this.previousState = carried?.previousState ?? null;
+    // Operations may have been queued while a previous run handed over; look once to be sure.
+    this.operationsQueued = carried !== undefined;
+  }
+
+  setPhase(phase: string): void {
+    this.phase = phase;
+  }
+
+  /** True when the node is already in the transient state an operation of this kind leads to. */
+  isInTransientOf(kind: NodeEvent): boolean {
+    return TRANSITIONS.some((t) => t.event === kind && t.to === this.state);
   }
 
   status(): NodeStatus {
@@ -75,17 +92,18 @@ export class NodeEntity {
       last_error: this.lastError,
       task_id: this.taskId,
       phase: this.phase,
+      operation: this.operation,
       window_ends_at: this.windowEndsAt === null ? null : new Date(this.windowEndsAt).toISOString(),
       attempts: this.attempts,
     };
   }
 
   carry(): CarriedState {
-    return { state: this.state, lastError: this.lastError, taskId: this.taskId, pendingInit: this.pendingInit };
+    return { state: this.state, lastError: this.lastError, taskId: this.taskId, pendingInit: this.pendingInit, previousState: this.previousState };
   }
 
   get idle(): boolean {
-    return !this.busy && this.pendingInit === null && this.state !== 'initializing';
+    return !this.busy && this.pendingInit === null && !this.operationsQueued && this.operation === null && STABLE_STATES.includes(this.state);
   }
 
   /** Update validator: refuses a verb the table does not allow from the current state. */
@@ -131,9 +149,12 @@ export class NodeEntity {
     if (this.state === 'initializing') this.readyPending = true;
   }
 
-  private async transition(req: Omit<TransitionRequest, 'hostname' | 'transitionId'>): Promise<void> {
+  /** Persists a transition through the one transition function; the table is checked there. */
+  async transition(req: Omit<TransitionRequest, 'hostname' | 'transitionId'>): Promise<void> {
     const outcome = await db.transitionNode({ ...req, hostname: this.hostname, transitionId: uuid4() });
+    if (TARGET_OF[outcome.to] !== undefined) this.previousState = outcome.from;
     this.state = outcome.to;
+    if (req.lastError !== undefined) this.lastError = req.lastError;
     upsertSearchAttributes([{ key: NODE_STATE_KEY, value: this.state }]);
   }
 

@@ -1,6 +1,9 @@
 import { allHandlersFinished, condition, continueAsNew, log, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
 import {
   acceptUpdate,
+  groupDecisionSignal,
+  operationsQueuedSignal,
+  slotGrantedSignal,
   readySignal,
   reinitializeSignal,
   reinitializeUpdate,
@@ -8,6 +11,7 @@ import {
   type NodeLifecycleInput,
 } from './definitions';
 import { NodeEntity } from './node-entity';
+import { OperationRunner } from './node-operations';
 
 /** One long-lived workflow per node (id node:<hostname>); the state and its rules live in NodeEntity. */
 export async function nodeLifecycle(input: NodeLifecycleInput): Promise<void> {
@@ -30,10 +34,22 @@ export async function nodeLifecycle(input: NodeLifecycleInput): Promise<void> {
   });
   setHandler(readySignal, () => node.onReady());
 
+  const operations = new OperationRunner(node, input.settings.operationTimeoutMs ?? 15 * 60_000);
+  setHandler(operationsQueuedSignal, () => {
+    node.operationsQueued = true;
+  });
+  setHandler(slotGrantedSignal, () => operations.onSlotGranted());
+  setHandler(groupDecisionSignal, ({ taskId, decision }) => operations.onDecision(taskId, decision));
+
   for (;;) {
-    await condition(() => node.pendingInit !== null || (node.idle && workflowInfo().continueAsNewSuggested));
+    await condition(() => node.pendingInit !== null || node.operationsQueued || (node.idle && workflowInfo().continueAsNewSuggested));
     if (node.pendingInit !== null) {
       await node.initialize();
+      continue;
+    }
+    if (node.operationsQueued) {
+      node.operationsQueued = false;
+      await operations.drain();
       continue;
     }
     await condition(allHandlersFinished);

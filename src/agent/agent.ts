@@ -2,6 +2,7 @@ import type https from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadOrCreateIdentity, type Identity } from '../identity/identity';
 import { log } from '../log';
+import { HookRunner, type HookObserver } from './hooks';
 import { HostOperations } from './operations';
 import { close, createOperationsServer, listen } from './server';
 import { ServerLink } from './server-link';
@@ -20,6 +21,10 @@ export interface AgentOptions {
   announceIntervalMs?: number;
   /** How long a simulated (sandbox) reboot keeps the agent away. */
   rebootDurationMs?: number;
+  /** Operation hooks; default etc/nodeagent/hooks under the sandbox, /etc/nodeagent/hooks without one. */
+  hooksDir?: string;
+  /** In-process observer of hook runs (the fleet simulator counts concurrency with it). */
+  hookObserver?: HookObserver;
 }
 
 export interface AgentHandle {
@@ -57,10 +62,13 @@ export async function startAgent(options: AgentOptions): Promise<AgentHandle> {
       wake.abort();
     })();
   };
+  const operations = new HostOperations(options.sandbox);
+  const hooksDir = options.hooksDir ?? operations.hostPath('/etc/nodeagent/hooks');
   const context = {
     hostname: options.hostname,
     identity,
-    operations: new HostOperations(options.sandbox),
+    operations,
+    hooks: new HookRunner(options.hostname, hooksDir, operations, options.sandbox, options.hookObserver),
     serverFingerprint: () => link.serverFingerprint(),
     simulateReboot,
     sandboxed: Boolean(options.sandbox),

@@ -6,6 +6,7 @@ import { startAgent } from './agent';
 const USAGE = `usage:
   nodeagent --server URL --hostname NAME --listen HOST:PORT --state-dir DIR [--sandbox DIR]
             [--advertise HOST] [--server-fingerprint SHA256:...] [--announce-interval 10s] [--reboot-duration 5s]
+            [--hooks-dir DIR]
   nodeagent fingerprint --state-dir DIR`;
 
 function fail(message: string): never {
@@ -34,6 +35,7 @@ async function main(argv: string[]): Promise<void> {
       'server-fingerprint': { type: 'string' },
       'announce-interval': { type: 'string' },
       'reboot-duration': { type: 'string' },
+      'hooks-dir': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -72,6 +74,7 @@ async function main(argv: string[]): Promise<void> {
     serverFingerprint: values['server-fingerprint'],
     announceIntervalMs: durations('announce-interval'),
     rebootDurationMs: durations('reboot-duration'),
+    hooksDir: values['hooks-dir'],
   });
   console.log(`nodeagent ${hostname}: serving ${agent.address}, fingerprint ${agent.fingerprint}`);
   const shutdown = () => {

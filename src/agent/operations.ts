@@ -27,13 +27,33 @@ export class HostOperations {
     }
   }
 
-  async configureMonitoring(settings: { endpoint: string; hostname: string }): Promise<string> {
-    const file = this.hostPath('/etc/nodeagent/monitoring.json');
+  /** Sandbox slowness injection: a file slow/<operation> holding milliseconds delays that operation. */
+  async injectedDelay(operation: string): Promise<number> {
+    if (!this.sandbox) return 0;
+    const text = await fs.readFile(path.join(this.sandbox, 'slow', operation), 'utf8').catch(() => '0');
+    return Math.max(0, Number(text.trim()) || 0);
+  }
+
+  private get monitoringFile(): string {
+    return this.hostPath('/etc/nodeagent/monitoring.json');
+  }
+
+  private async writeMonitoring(config: Record<string, unknown>): Promise<string> {
+    const file = this.monitoringFile;
     await fs.mkdir(path.dirname(file), { recursive: true });
-    const body = JSON.stringify({ endpoint: settings.endpoint, hostname: settings.hostname, interval_seconds: 10 }, null, 2);
-    await fs.writeFile(`${file}.tmp`, body);
+    await fs.writeFile(`${file}.tmp`, JSON.stringify(config, null, 2));
     await fs.rename(`${file}.tmp`, file);
     return file;
+  }
+
+  async configureMonitoring(settings: { endpoint: string; hostname: string }): Promise<string> {
+    return this.writeMonitoring({ endpoint: settings.endpoint, hostname: settings.hostname, interval_seconds: 10, silenced: false });
+  }
+
+  /** Maintenance marks monitoring silenced (alerts off), commission lifts it. */
+  async setMonitoringSilenced(silenced: boolean): Promise<string> {
+    const current = JSON.parse(await fs.readFile(this.monitoringFile, 'utf8').catch(() => '{}')) as Record<string, unknown>;
+    return this.writeMonitoring({ ...current, silenced });
   }
 
   async startServices(services: string[]): Promise<Record<string, string>> {

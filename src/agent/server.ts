@@ -5,7 +5,9 @@ import type { TLSSocket } from 'node:tls';
 import type { Identity } from '../identity/identity';
 import { peerFingerprint } from '../identity/pinned-tls';
 import { AGENT_PATHS } from '../protocol';
+import { OPERATION_KINDS } from '../domain/states';
 import { gatherFacts } from './facts';
+import type { HookRunner } from './hooks';
 import type { HostOperations } from './operations';
 
 export interface OperationsContext {
@@ -17,7 +19,10 @@ export interface OperationsContext {
   /** Sandbox reboot: the agent goes away for a while and comes back. */
   simulateReboot(): void;
   sandboxed: boolean;
+  hooks: HookRunner;
 }
+
+const HOOK_ROUTE = new RegExp(`^${AGENT_PATHS.hooks}/(${OPERATION_KINDS.join('|')})$`);
 
 class HttpError extends Error {
   constructor(
@@ -79,8 +84,23 @@ async function dispatch(ctx: OperationsContext, req: http.IncomingMessage): Prom
         setImmediate(() => void ctx.operations.rebootHost());
       }
       return { rebooting: true };
-    default:
-      throw new HttpError(404, `no operation ${route}`);
+    case `POST ${AGENT_PATHS.silence}`: {
+      const body = await readJson(req);
+      if (typeof body.silenced !== 'boolean') throw new HttpError(400, 'silenced must be true or false');
+      await failIfInjected('silence');
+      return { config_file: await ctx.operations.setMonitoringSilenced(body.silenced), silenced: body.silenced };
+    }
+    default: {
+      const hook = req.method === 'POST' ? HOOK_ROUTE.exec(req.url ?? '') : null;
+      if (!hook) throw new HttpError(404, `no operation ${route}`);
+      const body = await readJson(req);
+      if (typeof body.operation_id !== 'string' || !body.operation_id) throw new HttpError(400, 'operation_id must be a non-empty string');
+      const extraVars = body.extra_vars ?? {};
+      if (typeof extraVars !== 'object' || extraVars === null || Array.isArray(extraVars)) throw new HttpError(400, 'extra_vars must be an object');
+      const running = ctx.hooks.run(body.operation_id, hook[1]!, extraVars as Record<string, unknown>);
+      if (running === 'busy') throw new HttpError(409, 'another operation is running on this node');
+      return running;
+    }
   }
 }
 
@@ -103,7 +123,8 @@ export function createOperationsServer(ctx: OperationsContext): https.Server {
         (body) => reply(200, body),
         (err: unknown) => {
           const status = err instanceof HttpError ? err.status : 500;
-          reply(status, { error: { code: status === 500 ? 'operation_failed' : 'bad_request', message: (err as Error).message } });
+          const code = status === 500 ? 'operation_failed' : status === 409 ? 'busy' : 'bad_request';
+          reply(status, { error: { code, message: (err as Error).message } });
         },
       );
     },

@@ -1,5 +1,6 @@
 import type { NodeEventRecord } from '../db/events-repo';
 import type { NodeRecord } from '../db/nodes-repo';
+import type { OperationRecord } from '../db/operations-repo';
 import type { TaskRecord } from '../db/tasks-repo';
 import { allowedVerbs, TARGET_OF } from '../domain/states';
 
@@ -13,6 +14,9 @@ export function presentNode(node: NodeRecord) {
     fingerprint: node.fingerprint,
     address: node.address,
     last_error: node.lastError,
+    reachable: node.reachable !== false,
+    last_seen_at: node.lastSeenAt?.toISOString() ?? null,
+    monitoring_silenced: node.monitoringSilenced,
     facts: node.facts,
     announced_at: node.announcedAt.toISOString(),
     accepted_at: node.acceptedAt?.toISOString() ?? null,
@@ -31,6 +35,21 @@ export function presentUnmanaged(node: NodeRecord) {
   };
 }
 
+export function presentOperation(op: OperationRecord) {
+  return {
+    id: op.id,
+    task_id: op.taskId,
+    hostname: op.hostname,
+    kind: op.kind,
+    status: op.status,
+    error: op.error,
+    result: op.result,
+    created_at: op.createdAt.toISOString(),
+    started_at: op.startedAt?.toISOString() ?? null,
+    finished_at: op.finishedAt?.toISOString() ?? null,
+  };
+}
+
 export function presentTask(task: TaskRecord) {
   return {
     id: task.id,
@@ -39,6 +58,8 @@ export function presentTask(task: TaskRecord) {
     status: task.status,
     error: task.error,
     result: task.result,
+    details: task.details,
+    decision: task.decision,
     created_at: task.createdAt.toISOString(),
     started_at: task.startedAt?.toISOString() ?? null,
     finished_at: task.finishedAt?.toISOString() ?? null,

@@ -26,3 +26,46 @@ export async function listNodeEvents(knex: Knex, hostname: string, limit = 100):
     at: r.at,
   }));
 }
+
+/** discovered / disappeared: monitor events, each naming the list of nodes it concerns. */
+export interface ClusterEventRecord {
+  id: number;
+  type: string;
+  nodes: string[];
+  at: Date;
+}
+
+export async function listClusterEvents(
+  knex: Knex,
+  filter: { node?: string; type?: string; limit: number; offset: number },
+): Promise<ClusterEventRecord[]> {
+  const query = knex('cluster_events').orderBy('id', 'desc').limit(filter.limit).offset(filter.offset);
+  if (filter.type) query.where({ type: filter.type });
+  if (filter.node) query.whereRaw('nodes @> ?', [[filter.node]]);
+  return (await query).map((r) => ({ id: Number(r.id), type: r.type, nodes: r.nodes, at: r.at }));
+}
+
+/**
+ * One monitor sweep: nodes silent for longer than `silentMs` disappear, nodes heard from again (or for
+ * the first time) are discovered; each kind becomes one event listing all its nodes.
+ */
+export async function sweepReachability(knex: Knex, silentMs: number): Promise<{ disappeared: string[]; discovered: string[] }> {
+  return knex.transaction(async (trx) => {
+    const cutoff = new Date(Date.now() - silentMs);
+    const gone = await trx('nodes')
+      .where('last_seen_at', '<', cutoff)
+      .where((q) => q.where({ reachable: true }).orWhereNull('reachable'))
+      .update({ reachable: false, updated_at: new Date() })
+      .returning('hostname');
+    const back = await trx('nodes')
+      .where('last_seen_at', '>=', cutoff)
+      .where((q) => q.where({ reachable: false }).orWhereNull('reachable'))
+      .update({ reachable: true, updated_at: new Date() })
+      .returning('hostname');
+    const disappeared = gone.map((r: { hostname: string }) => r.hostname).sort();
+    const discovered = back.map((r: { hostname: string }) => r.hostname).sort();
+    if (disappeared.length > 0) await trx('cluster_events').insert({ type: 'disappeared', nodes: disappeared });
+    if (discovered.length > 0) await trx('cluster_events').insert({ type: 'discovered', nodes: discovered });
+    return { disappeared, discovered };
+  });
+}

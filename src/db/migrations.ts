@@ -61,7 +61,8 @@ const MIGRATIONS: Migration[] = [
       await knex.schema.alterTable('nodes', (t) => {
         // The stable state a transient one was entered from: where a rolled-back commission returns.
         t.text('previous_state');
-        t.boolean('reachable').notNullable().defaultTo(true);
+        // null until the monitor has seen the node once; then false after DISAPPEAR_AFTER of silence.
+        t.boolean('reachable');
         t.timestamp('last_seen_at', { useTz: true });
         t.boolean('monitoring_silenced').notNullable().defaultTo(false);
       });

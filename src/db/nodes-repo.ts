@@ -15,6 +15,9 @@ export interface NodeRecord {
   factsAt: Date | null;
   createdAt: Date;
   updatedAt: Date;
+  reachable: boolean | null;
+  lastSeenAt: Date | null;
+  monitoringSilenced: boolean;
 }
 
 interface NodeRow {
@@ -30,6 +33,9 @@ interface NodeRow {
   facts_at: Date | null;
   created_at: Date;
   updated_at: Date;
+  reachable: boolean | null;
+  last_seen_at: Date | null;
+  monitoring_silenced: boolean;
 }
 
 function toNode(row: NodeRow): NodeRecord {
@@ -46,6 +52,9 @@ function toNode(row: NodeRow): NodeRecord {
     factsAt: row.facts_at,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
+    reachable: row.reachable,
+    lastSeenAt: row.last_seen_at,
+    monitoringSilenced: row.monitoring_silenced,
   };
 }
 
@@ -54,8 +63,12 @@ export async function getNode(knex: Knex, hostname: string): Promise<NodeRecord 
   return row ? toNode(row) : undefined;
 }
 
-export async function listNodes(knex: Knex, filter: { states?: NodeState[]; excludeStates?: NodeState[] } = {}): Promise<NodeRecord[]> {
+export async function listNodes(
+  knex: Knex,
+  filter: { states?: NodeState[]; excludeStates?: NodeState[]; hostnames?: string[] } = {},
+): Promise<NodeRecord[]> {
   const query = knex<NodeRow>('nodes').orderBy('hostname');
+  if (filter.hostnames) query.whereRaw('hostname = any(?)', [filter.hostnames]);
   if (filter.states) query.whereIn('state', filter.states);
   if (filter.excludeStates) query.whereNotIn('state', filter.excludeStates);
   return (await query).map(toNode);
@@ -86,6 +99,7 @@ export async function recordAnnouncement(knex: Knex, a: Announcement): Promise<{
           public_key: a.publicKey,
           address: a.address,
           announced_at: now,
+          last_seen_at: now,
         })
         .returning('*');
       await trx('node_events').insert({
@@ -106,7 +120,7 @@ export async function recordAnnouncement(knex: Knex, a: Announcement): Promise<{
     }
     const [row] = await trx<NodeRow>('nodes')
       .where({ hostname: a.hostname })
-      .update({ fingerprint: a.fingerprint, public_key: a.publicKey, address: a.address, announced_at: now, updated_at: now })
+      .update({ fingerprint: a.fingerprint, public_key: a.publicKey, address: a.address, announced_at: now, last_seen_at: now, updated_at: now })
       .returning('*');
     return { node: toNode(row!), isNew: false };
   });

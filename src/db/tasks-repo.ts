@@ -10,6 +10,8 @@ export interface TaskRecord {
   status: TaskStatus;
   error: string | null;
   result: Record<string, unknown> | null;
+  details: Record<string, unknown> | null;
+  decision: string | null;
   createdAt: Date;
   startedAt: Date | null;
   finishedAt: Date | null;
@@ -23,6 +25,8 @@ interface TaskRow {
   status: TaskStatus;
   error: string | null;
   result: Record<string, unknown> | null;
+  details: Record<string, unknown> | null;
+  decision: string | null;
   created_at: Date;
   started_at: Date | null;
   finished_at: Date | null;
@@ -37,6 +41,8 @@ function toTask(row: TaskRow): TaskRecord {
     status: row.status,
     error: row.error,
     result: row.result,
+    details: row.details,
+    decision: row.decision,
     createdAt: row.created_at,
     startedAt: row.started_at,
     finishedAt: row.finished_at,

@@ -62,6 +62,25 @@ export class NodeWorkflows {
   }
 }
 
+/** Signals many node workflows, a bounded number at a time; a node without a workflow is skipped. */
+export function nodeSignaller(client: WorkflowClient, parallel = 32) {
+  return async (hostnames: string[], signal: string, args: unknown[] = []): Promise<void> => {
+    let next = 0;
+    const lane = async () => {
+      while (next < hostnames.length) {
+        const hostname = hostnames[next++]!;
+        await client
+          .getHandle(nodeWorkflowId(hostname))
+          .signal(signal, ...args)
+          .catch((err: unknown) => {
+            if (!(err instanceof WorkflowNotFoundError)) throw err;
+          });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(parallel, hostnames.length) }, lane));
+  };
+}
+
 async function translate<T>(hostname: string, call: () => Promise<T>): Promise<T> {
   try {
     return await call();

@@ -28,6 +28,10 @@ export interface TestService {
   dataDir: string;
   /** Unique per test file: host names made here never meet another file's workflows. */
   hostname(label: string): string;
+  /** Stops the service (API and worker) and starts it again on the same database and task queue. */
+  restart(): Promise<void>;
+  /** One more worker process-equivalent on the same task queue and database. */
+  addWorker(): Promise<RunningService>;
   stop(): Promise<void>;
 }
 
@@ -53,7 +57,8 @@ export async function startTestService(env: Record<string, string> = {}): Promis
   });
   const service = await startService(config, 'all');
   const connection = await Connection.connect({ address: service.temporalAddress });
-  return {
+  const extraWorkers: RunningService[] = [];
+  const ts: TestService = {
     service,
     config,
     api: new HttpClient(service.apiUrl!, service.apiToken),
@@ -61,13 +66,26 @@ export async function startTestService(env: Record<string, string> = {}): Promis
     temporal: new Client({ connection }),
     dataDir,
     hostname: (label) => `${label}-${suffix}.test`,
+    async restart() {
+      const port = new URL(ts.service.apiUrl!).port;
+      await ts.service.stop();
+      // Same port: the agents keep talking to the address they were given.
+      ts.service = await startService({ ...config, port: Number(port) }, 'all');
+    },
+    async addWorker() {
+      const worker = await startService(config, 'worker');
+      extraWorkers.push(worker);
+      return worker;
+    },
     async stop() {
       await connection.close();
-      await service.stop();
+      await Promise.all(extraWorkers.map((w) => w.stop()));
+      await ts.service.stop();
       await database?.drop();
       fs.rmSync(dataDir, { recursive: true, force: true });
     },
   };
+  return ts;
 }
 
 export interface TestAgent {

@@ -1,13 +1,14 @@
 import { Router } from 'express';
 import type { Knex } from 'knex';
 import { z } from 'zod';
-import { listNodeEvents } from '../../db/events-repo';
+import { listClusterEvents, listNodeEvents } from '../../db/events-repo';
+import { openOperationsOf } from '../../db/operations-repo';
 import { getNode, listNodes } from '../../db/nodes-repo';
 import { NotFound } from '../../domain/errors';
 import { NODE_STATES, type NodeState } from '../../domain/states';
 import type { NodeService } from '../../services/node-service';
 import type { NodeWorkflows } from '../../temporal/node-workflows';
-import { presentEvent, presentNode, presentUnmanaged } from '../present';
+import { presentEvent, presentNode, presentOperation, presentUnmanaged } from '../present';
 import { fingerprintSchema, hostnameSchema, parse } from '../validation';
 
 const acceptSchema = z.strictObject({ hostname: hostnameSchema, fingerprint: fingerprintSchema });
@@ -50,7 +51,13 @@ export function nodeRoutes(knex: Knex, nodes: NodeService, workflows: NodeWorkfl
     const hostname = parse(hostnameSchema, req.params.hostname, 'hostname');
     const node = await getNode(knex, hostname);
     if (!node) throw new NotFound(`no node ${hostname}`, { hostname });
-    const body: Record<string, unknown> = { ...presentNode(node), events: (await listNodeEvents(knex, hostname)).map(presentEvent) };
+    const body: Record<string, unknown> = {
+      ...presentNode(node),
+      // Queued operations are visible as queued, in the order they will run.
+      operations: (await openOperationsOf(knex, hostname)).map(presentOperation),
+      events: (await listNodeEvents(knex, hostname)).map(presentEvent),
+      reachability_events: (await listClusterEvents(knex, { node: hostname, limit: 20, offset: 0 })).map((e) => ({ type: e.type, at: e.at.toISOString() })),
+    };
     if (node.state === 'initializing') {
       // Live progress comes from the workflow; the node record stands on its own if Temporal is away.
       body.initialization = await workflows.status(hostname).catch(() => null);

@@ -3,8 +3,14 @@ import type { Knex } from 'knex';
 import { z } from 'zod';
 import { getTask, listTasks, TASK_STATUSES } from '../../db/tasks-repo';
 import { NotFound } from '../../domain/errors';
-import { presentTask } from '../present';
+import { operationsOfTask, taskProgress } from '../../db/operations-repo';
+import { presentOperation, presentTask } from '../present';
 import { hostnameSchema, paginationSchema, parse } from '../validation';
+
+const nodePage = z.object({
+  node_limit: z.coerce.number().int().min(1).max(100_000).default(10_000),
+  node_offset: z.coerce.number().int().min(0).default(0),
+});
 
 const listQuery = paginationSchema.extend({
   hostname: hostnameSchema.optional(),
@@ -17,11 +23,19 @@ export function taskRoutes(knex: Knex): Router {
     const query = parse(listQuery, req.query, 'query');
     res.json((await listTasks(knex, query)).map(presentTask));
   });
+  // A bulk task carries its per-node progress and results (paged with node_limit / node_offset).
   router.get('/tasks/:id', async (req, res) => {
     const id = parse(z.uuid({ error: 'must be a task id (UUID)' }), req.params.id, 'id');
+    const page = parse(nodePage, req.query, 'query');
     const task = await getTask(knex, id);
     if (!task) throw new NotFound(`no task ${id}`, { id });
-    res.json(presentTask(task));
+    const body: Record<string, unknown> = presentTask(task);
+    if (task.hostname === null) {
+      const { stepFailures: _internal, ...progress } = await taskProgress(knex, id);
+      body.progress = progress;
+      body.nodes = (await operationsOfTask(knex, id, { limit: page.node_limit, offset: page.node_offset })).map(presentOperation);
+    }
+    res.json(body);
   });
   return router;
 }

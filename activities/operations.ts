@@ -1,0 +1,151 @@
+import { heartbeat, activityInfo } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Knex } from 'knex';
+import { getNode } from '../src/db/nodes-repo';
+import * as queue from '../src/db/operations-repo';
+import type { OperationKind } from '../src/domain/states';
+import { PinnedKeyMismatch } from '../src/identity/pinned-tls';
+import { AGENT_PATHS } from '../src/protocol';
+import type { HookResult } from '../src/agent/hooks';
+import { AgentClient, AgentOperationFailed } from './agent-client';
+
+/** Signals node workflows: the one way activities reach other workflows. */
+export type NodeSignaller = (hostnames: string[], signal: string, args?: unknown[]) => Promise<void>;
+
+export interface OperationDeps {
+  knex: Knex;
+  agents: AgentClient;
+  maxConcurrentOperations: number;
+  /** Cluster-level extra_vars; a request's own vars are merged over them (request keys win). */
+  clusterExtraVars: Record<string, unknown>;
+  signalNodes: NodeSignaller;
+}
+
+/** What a node workflow needs to know of a queued operation. */
+export interface OperationRef {
+  id: number;
+  taskId: string;
+  kind: OperationKind;
+  status: queue.OperationStatus;
+}
+
+export function createOperationActivities(deps: OperationDeps) {
+  const { knex } = deps;
+  const cap = deps.maxConcurrentOperations;
+
+  return {
+    async claimNextOperation(input: { hostname: string }): Promise<OperationRef | null> {
+      const op = await queue.claimNextOperation(knex, input.hostname);
+      return op ? { id: op.id, taskId: op.taskId, kind: op.kind, status: op.status } : null;
+    },
+
+    async requestSlot(input: { operationId: number }): Promise<boolean> {
+      const { granted, wake } = await queue.requestSlot(knex, input.operationId, cap);
+      if (wake.length > 0) await deps.signalNodes(wake, 'slotGranted');
+      return granted;
+    },
+
+    async releaseSlot(input: { operationId: number }): Promise<void> {
+      const handedTo = await queue.releaseSlot(knex, input.operationId, cap);
+      if (handedTo.length > 0) await deps.signalNodes(handedTo, 'slotGranted');
+    },
+
+    /** Runs the node's hook for a step. Waits for an unreachable node (retries) within the operation timeout. */
+    async runHook(input: { hostname: string; operationId: number; hook: OperationKind }): Promise<HookResult> {
+      const node = await getNode(knex, input.hostname);
+      if (!node) throw ApplicationFailure.nonRetryable(`node ${input.hostname} is not in the inventory`, 'NotFound');
+      const op = await knex('operations').select('extra_vars').where({ id: input.operationId }).first();
+      const extraVars = { ...deps.clusterExtraVars, ...(op?.extra_vars ?? {}) };
+      try {
+        // A retry after a timeout carries the same id and joins the run still going on the agent.
+        return await deps.agents.call<HookResult>(node, 'POST', `${AGENT_PATHS.hooks}/${input.hook}`, {
+          operation_id: `${input.operationId}:${input.hook}`,
+          extra_vars: extraVars,
+        });
+      } catch (err) {
+        if (err instanceof PinnedKeyMismatch) throw ApplicationFailure.nonRetryable(`${input.hostname}: ${err.message}`, 'PinnedKeyMismatch');
+        if (err instanceof AgentOperationFailed && err.status === 400) throw ApplicationFailure.nonRetryable(err.message, 'BadRequest');
+        throw err;
+      }
+    },
+
+    async setMonitoringSilenced(input: { hostname: string; silenced: boolean }): Promise<void> {
+      const node = await getNode(knex, input.hostname);
+      if (!node) throw ApplicationFailure.nonRetryable(`node ${input.hostname} is not in the inventory`, 'NotFound');
+      await deps.agents.call(node, 'POST', AGENT_PATHS.silence, { silenced: input.silenced });
+    },
+
+    async markOperationWaiting(input: { operationId: number; error: string | null; result: Record<string, unknown> }): Promise<void> {
+      await queue.markWaiting(knex, input.operationId, input.error, input.result);
+    },
+
+    async finishOperation(input: {
+      operationId: number;
+      status: 'succeeded' | 'failed';
+      error: string | null;
+      result?: Record<string, unknown>;
+    }): Promise<void> {
+      await queue.finishOperation(knex, input.operationId, input);
+    },
+
+    async getDecision(input: { taskId: string }): Promise<'commit' | 'rollback' | null> {
+      return queue.getDecision(knex, input.taskId);
+    },
+
+    // --- the bulk request's side ---
+
+    /** Wakes every node of a request, in pages; the heartbeat remembers how far a retry can skip. */
+    async notifyNodesOfTask(input: { taskId: string; signal: string; args?: unknown[]; statuses?: queue.OperationStatus[] }): Promise<number> {
+      let afterId = (activityInfo().heartbeatDetails as number | undefined) ?? 0;
+      let sent = 0;
+      for (;;) {
+        const page = await queue.hostnamesOfTask(knex, input.taskId, { afterId, limit: 500, statuses: input.statuses });
+        if (page.length === 0) return sent;
+        await deps.signalNodes(
+          page.map((p) => p.hostname),
+          input.signal,
+          input.args,
+        );
+        sent += page.length;
+        afterId = page[page.length - 1]!.id;
+        heartbeat(afterId);
+      }
+    },
+
+    async taskProgress(input: { taskId: string }): Promise<queue.TaskProgress> {
+      return queue.taskProgress(knex, input.taskId);
+    },
+
+    async decide(input: { taskId: string; decision: 'commit' | 'rollback' }): Promise<'commit' | 'rollback'> {
+      return queue.decide(knex, input.taskId, input.decision);
+    },
+
+    /** Decommission and maintenance are best effort: the request succeeds with per-node results. */
+    async finishBulkTask(input: { taskId: string; kind: OperationKind }): Promise<{ status: 'succeeded' | 'failed' }> {
+      const progress = await queue.taskProgress(knex, input.taskId);
+      const failedNodes = await knex('operations')
+        .select('hostname', 'error')
+        .where({ task_id: input.taskId })
+        .whereNotNull('error')
+        .orderBy('id')
+        .limit(20);
+      const status = input.kind === 'commission' && progress.failed > 0 ? 'failed' : 'succeeded';
+      const error =
+        failedNodes.length === 0 ? null : failedNodes.map((f) => `${f.hostname}: ${f.error}`).join('; ') + (progress.stepFailures > 20 ? '; …' : '');
+      const now = new Date();
+      await knex('tasks')
+        .where({ id: input.taskId })
+        .whereIn('status', ['queued', 'running'])
+        .update({
+          status,
+          error,
+          result: JSON.stringify({ total: progress.total, succeeded: progress.succeeded, failed: progress.failed }),
+          finished_at: now,
+          updated_at: now,
+        });
+      return { status };
+    },
+  };
+}
+
+export type OperationActivities = ReturnType<typeof createOperationActivities>;

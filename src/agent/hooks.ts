@@ -1,0 +1,88 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { HostOperations } from './operations';
+
+export interface HookResult {
+  operation: string;
+  /** False when the node has no hook for this operation: nothing to run counts as success. */
+  ran: boolean;
+  exit_code: number;
+  stdout: string;
+  stderr: string;
+  duration_ms: number;
+}
+
+/** In-process observers (the fleet simulator) see every hook start and end. */
+export interface HookObserver {
+  started(hostname: string, operation: string): void;
+  ended(hostname: string, operation: string): void;
+}
+
+const OUTPUT_LIMIT = 64 * 1024;
+
+/**
+ * Runs the cluster's step for an operation: an executable named after it in the hooks directory,
+ * with the merged extra_vars as JSON on stdin. One operation at a time on a node: a second caller with
+ * the same operation id joins the first (a retried request), a different one is told the node is busy.
+ */
+export class HookRunner {
+  private current: { id: string; result: Promise<HookResult> } | undefined;
+
+  constructor(
+    private readonly hostname: string,
+    private readonly hooksDir: string,
+    private readonly operations: HostOperations,
+    private readonly sandbox: string | undefined,
+    private readonly observer?: HookObserver,
+  ) {}
+
+  run(operationId: string, operation: string, extraVars: Record<string, unknown>): Promise<HookResult> | 'busy' {
+    if (this.current) return this.current.id === operationId ? this.current.result : 'busy';
+    const result = this.execute(operation, extraVars).finally(() => {
+      this.current = undefined;
+    });
+    this.current = { id: operationId, result };
+    return result;
+  }
+
+  private async execute(operation: string, extraVars: Record<string, unknown>): Promise<HookResult> {
+    const started = Date.now();
+    this.observer?.started(this.hostname, operation);
+    try {
+      const delay = await this.operations.injectedDelay(operation);
+      if (delay > 0) await sleep(delay);
+      const injected = await this.operations.injectedFailure(operation);
+      if (injected) return { operation, ran: true, exit_code: 1, stdout: '', stderr: injected, duration_ms: Date.now() - started };
+      const executable = path.join(this.hooksDir, operation);
+      try {
+        await fs.access(executable, fs.constants.X_OK);
+      } catch {
+        return { operation, ran: false, exit_code: 0, stdout: '', stderr: '', duration_ms: Date.now() - started };
+      }
+      const input = JSON.stringify({ operation, hostname: this.hostname, extra_vars: extraVars });
+      return { ...(await this.spawnHook(executable, input)), operation, ran: true, duration_ms: Date.now() - started };
+    } finally {
+      this.observer?.ended(this.hostname, operation);
+    }
+  }
+
+  private spawnHook(executable: string, input: string): Promise<{ exit_code: number; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      const child = spawn(executable, [], {
+        cwd: this.sandbox ?? this.hooksDir,
+        env: { ...process.env, NODEAGENT_HOSTNAME: this.hostname, ...(this.sandbox ? { NODEAGENT_SANDBOX: this.sandbox } : {}) },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout = (stdout + d.toString()).slice(-OUTPUT_LIMIT)));
+      child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-OUTPUT_LIMIT)));
+      child.on('error', (err) => resolve({ exit_code: 127, stdout, stderr: `${stderr}${err.message}` }));
+      child.on('close', (code, signal) => resolve({ exit_code: code ?? (signal ? 128 : 1), stdout, stderr }));
+      child.stdin.on('error', () => undefined); // a hook that ignores its input may close stdin early
+      child.stdin.end(input);
+    });
+  }
+}

@@ -1,0 +1,55 @@
+import { Router } from 'express';
+import type { Knex } from 'knex';
+import { z } from 'zod';
+import { listClusterEvents } from '../../db/events-repo';
+import { listNodes } from '../../db/nodes-repo';
+import { OPERATION_KINDS } from '../../domain/states';
+import type { OperationService } from '../../services/operation-service';
+import { presentNode } from '../present';
+import { hostnameSchema, paginationSchema, parse } from '../validation';
+
+const bulkSchema = z.strictObject({
+  nodes: z
+    .array(hostnameSchema)
+    .min(1, 'must name at least one node')
+    .max(100_000)
+    .refine((names) => new Set(names).size === names.length, { error: 'must not name a node twice' }),
+  // Absent and {} mean the same: no request-level vars over the cluster defaults.
+  extra_vars: z.record(z.string(), z.unknown()).optional(),
+});
+
+const infoSchema = z.strictObject({ nodes: z.array(z.string()).max(100_000).optional() });
+const eventsQuery = paginationSchema.extend({
+  node: hostnameSchema.optional(),
+  type: z.enum(['discovered', 'disappeared']).optional(),
+});
+
+/** contiv's multi-node endpoints. */
+export function operationRoutes(knex: Knex, operations: OperationService): Router {
+  const router = Router();
+
+  for (const kind of OPERATION_KINDS) {
+    router.post(`/${kind}/nodes`, async (req, res) => {
+      const body = parse(bulkSchema, req.body);
+      const taskId = await operations.submit(kind, body.nodes, body.extra_vars ?? {});
+      res.status(202).location(`/api/v1/tasks/${taskId}`).json({ task_id: taskId, kind, nodes: body.nodes.length });
+    });
+  }
+
+  // The names may come as a JSON body (contiv) or as ?nodes=a,b; unknown names are ignored, none means all.
+  router.get('/info/nodes', async (req, res) => {
+    const fromQuery = typeof req.query.nodes === 'string' ? req.query.nodes.split(',').filter(Boolean) : undefined;
+    const fromBody = req.body === undefined ? undefined : parse(infoSchema, req.body).nodes;
+    const names = fromQuery ?? fromBody ?? [];
+    const nodes = await listNodes(knex, names.length > 0 ? { hostnames: names } : {});
+    res.json(nodes.map(presentNode));
+  });
+
+  router.get('/events', async (req, res) => {
+    const query = parse(eventsQuery, req.query, 'query');
+    const events = await listClusterEvents(knex, query);
+    res.json(events.map((e) => ({ id: e.id, type: e.type, nodes: e.nodes, at: e.at.toISOString() })));
+  });
+
+  return router;
+}

@@ -1,0 +1,45 @@
+import { continueAsNew, proxyActivities, sleep, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { TaskProgress } from '../src/db/operations-repo';
+import type { BulkOperationInput } from './definitions';
+
+const bulk = proxyActivities<Activities>({
+  startToCloseTimeout: '10m',
+  heartbeatTimeout: '1m',
+  retry: { initialInterval: '1s', maximumInterval: '30s' },
+});
+
+/**
+ * One workflow per bulk request (task:<id>). The nodes do the work in their own workflows; this one
+ * wakes them, decides a commission as a whole, and closes the task. Progress lives in PostgreSQL, so
+ * a 10,000-node request costs this history a poll every few seconds, not a signal per node.
+ */
+export async function bulkOperation(input: BulkOperationInput): Promise<void> {
+  const { taskId, kind } = input;
+  let phase = input.phase ?? 'notify';
+
+  if (phase === 'notify') {
+    await bulk.notifyNodesOfTask({ taskId, signal: 'operationsQueued' });
+    phase = 'steps';
+  }
+  if (phase === 'steps' && kind === 'commission') {
+    // Every node has done its own step (or could not start): decide for all of them at once.
+    const progress = await pollUntil(taskId, (p) => p.queued + p.running === 0, { ...input, phase: 'steps' });
+    const decision = await bulk.decide({ taskId, decision: progress.failed + progress.stepFailures > 0 ? 'rollback' : 'commit' });
+    await bulk.notifyNodesOfTask({ taskId, signal: 'groupDecision', args: [{ taskId, decision }], statuses: ['waiting', 'running'] });
+  }
+  phase = 'finish';
+  await pollUntil(taskId, (p) => p.succeeded + p.failed === p.total, { ...input, phase });
+  await bulk.finishBulkTask({ taskId, kind });
+}
+
+async function pollUntil(taskId: string, done: (p: TaskProgress) => boolean, carry: BulkOperationInput): Promise<TaskProgress> {
+  let interval = 250;
+  for (;;) {
+    const progress = await bulk.taskProgress({ taskId });
+    if (done(progress)) return progress;
+    if (workflowInfo().continueAsNewSuggested) await continueAsNew<typeof bulkOperation>(carry);
+    await sleep(interval);
+    interval = Math.min(Math.round(interval * 1.5), 5_000);
+  }
+}

@@ -1,0 +1,16 @@
+import { continueAsNew, proxyActivities, sleep, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+
+const monitor = proxyActivities<Activities>({ startToCloseTimeout: '1m', retry: { maximumInterval: '30s' } });
+
+export const NODE_MONITOR_WORKFLOW_ID = 'node-monitor';
+
+/** The cluster's one monitor: sweeps heartbeats on a durable timer and records discovered/disappeared. */
+export async function nodeMonitor(input: { disappearAfterMs: number }): Promise<void> {
+  const every = Math.max(1_000, Math.round(input.disappearAfterMs / 4));
+  for (;;) {
+    await monitor.sweepReachability({ silentMs: input.disappearAfterMs });
+    if (workflowInfo().continueAsNewSuggested) await continueAsNew<typeof nodeMonitor>(input);
+    await sleep(every);
+  }
+}

@@ -1,0 +1,187 @@
+import { ActivityFailure, ApplicationFailure } from '@temporalio/common';
+import { condition, proxyActivities } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { OperationRef } from '../activities/operations';
+import type { HookResult } from '../src/agent/hooks';
+import type { NodeEntity } from './node-entity';
+
+const queue = proxyActivities<Activities>({
+  startToCloseTimeout: '30s',
+  retry: { initialInterval: '1s', maximumInterval: '30s' },
+});
+
+const MAX_RECHECK_MS = 5 * 60_000;
+
+function describeFailure(err: unknown): string {
+  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
+  return err instanceof Error ? err.message : String(err);
+}
+
+function hookError(result: HookResult): string | null {
+  if (result.exit_code === 0) return null;
+  const output = (result.stderr || result.stdout).trim().split('\n').slice(-3).join(' | ');
+  return `${result.operation} hook exited ${result.exit_code}${output ? `: ${output}` : ''}`;
+}
+
+/**
+ * Runs the bulk operations queued for one node, oldest first, one at a time. Each step on the node
+ * holds one of the cluster's slots; a commission then keeps the node until its whole request is decided.
+ */
+export class OperationRunner {
+  private slotHint = false;
+  private readonly decisions = new Map<string, 'commit' | 'rollback'>();
+
+  constructor(
+    private readonly node: NodeEntity,
+    private readonly operationTimeoutMs: number,
+  ) {}
+
+  onSlotGranted(): void {
+    this.slotHint = true;
+  }
+
+  onDecision(taskId: string, decision: 'commit' | 'rollback'): void {
+    this.decisions.set(taskId, decision);
+  }
+
+  private get onNode() {
+    // Waits for an unreachable node, within the operation's own timeout (contiv: the node may come back).
+    return proxyActivities<Activities>({
+      startToCloseTimeout: '5m',
+      scheduleToCloseTimeout: this.operationTimeoutMs,
+      retry: { initialInterval: '2s', maximumInterval: '30s', nonRetryableErrorTypes: ['PinnedKeyMismatch', 'NotFound', 'BadRequest'] },
+    });
+  }
+
+  /** Takes and runs queued operations until the node has none left. */
+  async drain(): Promise<void> {
+    for (;;) {
+      const op = await queue.claimNextOperation({ hostname: this.node.hostname });
+      if (!op) return;
+      this.node.operation = { id: op.id, task_id: op.taskId, kind: op.kind };
+      try {
+        await this.run(op);
+      } finally {
+        this.node.operation = null;
+        this.node.setPhase('idle');
+      }
+    }
+  }
+
+  private async run(op: OperationRef): Promise<void> {
+    const cause = `${op.kind} (task ${op.taskId})`;
+    // A resumed run finds the node already in the operation's transient state.
+    if (!this.node.isInTransientOf(op.kind)) {
+      try {
+        await this.node.transition({ event: op.kind, cause, taskId: op.taskId });
+      } catch (err) {
+        const reason = err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause.message : describeFailure(err);
+        await queue.finishOperation({ operationId: op.id, status: 'failed', error: reason });
+        return;
+      }
+    }
+    switch (op.kind) {
+      case 'commission':
+        return this.commission(op, cause);
+      case 'decommission':
+        return this.decommission(op, cause);
+      case 'maintenance':
+        return this.maintenance(op, cause);
+    }
+  }
+
+  /** Runs work on the node while holding a slot; the slot is given back whatever happens. */
+  private async withSlot<T>(op: OperationRef, work: () => Promise<T>): Promise<T> {
+    this.node.setPhase('waiting_for_slot');
+    let recheck = 5_000;
+    for (;;) {
+      this.slotHint = false;
+      if (await queue.requestSlot({ operationId: op.id })) break;
+      // Normally a release hands us the slot and signals; the timer only covers a lost signal.
+      await condition(() => this.slotHint, recheck);
+      recheck = Math.min(recheck * 2, MAX_RECHECK_MS);
+    }
+    try {
+      return await work();
+    } finally {
+      await queue.releaseSlot({ operationId: op.id });
+    }
+  }
+
+  /** A hook run whose failure is data: the error text, or null when it succeeded. */
+  private async hook(op: OperationRef, hook: OperationRef['kind']): Promise<{ error: string | null; result: HookResult | null }> {
+    this.node.setPhase(`${hook}_hook`);
+    try {
+      const result = await this.onNode.runHook({ hostname: this.node.hostname, operationId: op.id, hook });
+      return { error: hookError(result), result };
+    } catch (err) {
+      return { error: `${hook}: ${describeFailure(err)}`, result: null };
+    }
+  }
+
+  private async silence(silenced: boolean): Promise<string | null> {
+    this.node.setPhase(silenced ? 'silencing_monitoring' : 'unsilencing_monitoring');
+    try {
+      await this.onNode.setMonitoringSilenced({ hostname: this.node.hostname, silenced });
+      return null;
+    } catch (err) {
+      return `monitoring: ${describeFailure(err)}`;
+    }
+  }
+
+  private async commission(op: OperationRef, cause: string): Promise<void> {
+    const leavingMaintenance = this.node.previousState === 'maintenance';
+    const step = await this.withSlot(op, async () => {
+      const ran = await this.hook(op, 'commission');
+      if (ran.error || !leavingMaintenance) return ran;
+      return { ...ran, error: await this.silence(false) };
+    });
+    await queue.markOperationWaiting({ operationId: op.id, error: step.error, result: { commission: step.result } });
+
+    this.node.setPhase('waiting_for_request');
+    const decision = await this.decision(op.taskId);
+    if (decision === 'commit') {
+      await this.node.transition({ event: 'commissioned', cause, taskId: op.taskId, lastError: null, monitoringSilenced: false });
+      await queue.finishOperation({ operationId: op.id, status: 'succeeded', error: null });
+      return;
+    }
+    // Someone in the request failed: undo this node too, then return it to where it was.
+    const cleanup = await this.withSlot(op, () => this.hook(op, 'decommission'));
+    const error = step.error ?? 'rolled back: another node of the request failed';
+    const lastError = cleanup.error ? `${error}; cleanup: ${cleanup.error}` : error;
+    await this.node.transition({ event: 'commission_failed', cause: `${cause} rolled back`, taskId: op.taskId, lastError });
+    await queue.finishOperation({
+      operationId: op.id,
+      status: 'failed',
+      error: lastError,
+      result: { commission: step.result, cleanup: cleanup.result },
+    });
+  }
+
+  private async decommission(op: OperationRef, cause: string): Promise<void> {
+    const ran = await this.withSlot(op, () => this.hook(op, 'decommission'));
+    await this.node.transition({ event: 'decommissioned', cause, taskId: op.taskId, lastError: ran.error });
+    // Best effort: the node is decommissioned either way, and the failure stays on record.
+    await queue.finishOperation({ operationId: op.id, status: 'succeeded', error: ran.error, result: { decommission: ran.result } });
+  }
+
+  private async maintenance(op: OperationRef, cause: string): Promise<void> {
+    const done = await this.withSlot(op, async () => {
+      const silenced = await this.silence(true);
+      const ran = await this.hook(op, 'maintenance');
+      return { error: [silenced, ran.error].filter(Boolean).join('; ') || null, result: ran.result };
+    });
+    await this.node.transition({ event: 'maintenance_entered', cause, taskId: op.taskId, lastError: done.error, monitoringSilenced: true });
+    await queue.finishOperation({ operationId: op.id, status: 'succeeded', error: done.error, result: { maintenance: done.result } });
+  }
+
+  private async decision(taskId: string): Promise<'commit' | 'rollback'> {
+    let recheck = 5_000;
+    for (;;) {
+      const known = this.decisions.get(taskId) ?? (await queue.getDecision({ taskId }));
+      if (known) return known;
+      await condition(() => this.decisions.has(taskId), recheck);
+      recheck = Math.min(recheck * 2, MAX_RECHECK_MS);
+    }
+  }
+}
