@@ -146,7 +146,10 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
           }),
       );
       const { port } = server.address() as AddressInfo;
-      apiUrl = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+      const reachableHost = config.host === '0.0.0.0' ? '127.0.0.1' : config.host;
+      apiUrl = `http://${reachableHost.includes(':') ? `[${reachableHost}]` : reachableHost}:${port}`;
+      // nodectl on this machine finds the API here, as it finds the token in api-token.
+      await fs.writeFile(path.join(config.dataDir, 'api-url'), `${apiUrl}\n`);
     }
 
     return {
