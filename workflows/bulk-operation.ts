@@ -1,13 +1,15 @@
-import { continueAsNew, proxyActivities, sleep, workflowInfo } from '@temporalio/workflow';
+import { continueAsNew, proxyActivities, proxyLocalActivities, sleep, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { TaskProgress } from '../src/db/operations-repo';
-import type { BulkOperationInput } from './definitions';
+import { DATABASE_ACTIVITY_OPTIONS, type BulkOperationInput } from './definitions';
 
-const bulk = proxyActivities<Activities>({
+/** Waking every node of a request is long: a heartbeating activity that a retry resumes. */
+const fanOut = proxyActivities<Activities>({
   startToCloseTimeout: '10m',
   heartbeatTimeout: '1m',
   retry: { initialInterval: '1s', maximumInterval: '30s' },
 });
+const bulk = proxyLocalActivities<Activities>(DATABASE_ACTIVITY_OPTIONS);
 
 /**
  * One workflow per bulk request (task:<id>). The nodes do the work in their own workflows; this one
@@ -19,14 +21,14 @@ export async function bulkOperation(input: BulkOperationInput): Promise<void> {
   let phase = input.phase ?? 'notify';
 
   if (phase === 'notify') {
-    await bulk.notifyNodesOfTask({ taskId, signal: 'operationsQueued' });
+    await fanOut.notifyNodesOfTask({ taskId, signal: 'operationsQueued' });
     phase = 'steps';
   }
   if (phase === 'steps' && kind === 'commission') {
     // Every node has done its own step (or could not start): decide for all of them at once.
     const progress = await pollUntil(taskId, (p) => p.queued + p.running === 0, { ...input, phase: 'steps' });
     const decision = await bulk.decide({ taskId, decision: progress.failed + progress.stepFailures > 0 ? 'rollback' : 'commit' });
-    await bulk.notifyNodesOfTask({ taskId, signal: 'groupDecision', args: [{ taskId, decision }], statuses: ['waiting', 'running'] });
+    await fanOut.notifyNodesOfTask({ taskId, signal: 'groupDecision', args: [{ taskId, decision }], statuses: ['waiting', 'running'] });
   }
   phase = 'finish';
   await pollUntil(taskId, (p) => p.succeeded + p.failed === p.total, { ...input, phase });

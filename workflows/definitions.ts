@@ -86,4 +86,10 @@ export interface BulkOperationInput {
   phase?: 'notify' | 'steps' | 'finish';
 }
 
+/** Options of the local activities that only touch our database. */
+export const DATABASE_ACTIVITY_OPTIONS = {
+  startToCloseTimeout: '30s',
+  retry: { initialInterval: '1s', maximumInterval: '30s' },
+} as const;
+
 export const NODE_STATE_KEY = defineSearchAttributeKey('NodeState', SearchAttributeType.KEYWORD);

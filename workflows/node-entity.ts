@@ -1,9 +1,10 @@
 import { ActivityFailure, ApplicationFailure } from '@temporalio/common';
-import { condition, log, proxyActivities, upsertSearchAttributes, uuid4 } from '@temporalio/workflow';
+import { condition, log, proxyActivities, proxyLocalActivities, upsertSearchAttributes, uuid4 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { allowedVerbs, nextState, STABLE_STATES, TARGET_OF, TRANSITIONS, type NodeEvent, type NodeState } from '../src/domain/states';
 import type { TransitionRequest } from '../src/domain/transition';
 import {
+  DATABASE_ACTIVITY_OPTIONS,
   INVALID_STATE,
   NODE_STATE_KEY,
   type CarriedState,
@@ -13,11 +14,12 @@ import {
   type NodeStatus,
 } from './definitions';
 
-/** Bookkeeping in our own database: a database outage must delay a node, never fail it. */
-const db = proxyActivities<Activities>({
-  startToCloseTimeout: '30s',
-  retry: { initialInterval: '1s', maximumInterval: '30s' },
-});
+/**
+ * Bookkeeping in our own database, as local activities: they run in the worker beside the workflow,
+ * without a round trip through the server per call, and still retry until the database answers (an
+ * outage must delay a node, never fail it). The database, not the workflow, decides; so this is safe.
+ */
+const db = proxyLocalActivities<Activities>(DATABASE_ACTIVITY_OPTIONS);
 
 /** One initialization step on the node; a short retry rides out a blip, the window does the rest. */
 const onNode = proxyActivities<Activities>({

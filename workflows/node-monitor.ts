@@ -1,7 +1,8 @@
-import { continueAsNew, proxyActivities, sleep, workflowInfo } from '@temporalio/workflow';
+import { continueAsNew, proxyLocalActivities, sleep, workflowInfo } from '@temporalio/workflow';
+import { DATABASE_ACTIVITY_OPTIONS } from './definitions';
 import type { Activities } from '../activities';
 
-const monitor = proxyActivities<Activities>({ startToCloseTimeout: '1m', retry: { maximumInterval: '30s' } });
+const monitor = proxyLocalActivities<Activities>(DATABASE_ACTIVITY_OPTIONS);
 
 export const NODE_MONITOR_WORKFLOW_ID = 'node-monitor';
 

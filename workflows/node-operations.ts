@@ -1,14 +1,13 @@
 import { ActivityFailure, ApplicationFailure } from '@temporalio/common';
-import { condition, proxyActivities } from '@temporalio/workflow';
+import { condition, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
+import { DATABASE_ACTIVITY_OPTIONS } from './definitions';
 import type { Activities } from '../activities';
 import type { OperationRef } from '../activities/operations';
 import type { HookResult } from '../src/agent/hooks';
 import type { NodeEntity } from './node-entity';
 
-const queue = proxyActivities<Activities>({
-  startToCloseTimeout: '30s',
-  retry: { initialInterval: '1s', maximumInterval: '30s' },
-});
+/** The queue's bookkeeping: database calls, run as local activities (see node-entity.ts). */
+const queue = proxyLocalActivities<Activities>(DATABASE_ACTIVITY_OPTIONS);
 
 const MAX_RECHECK_MS = 5 * 60_000;
 

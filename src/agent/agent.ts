@@ -25,6 +25,8 @@ export interface AgentOptions {
   hooksDir?: string;
   /** In-process observer of hook runs (the fleet simulator counts concurrency with it). */
   hookObserver?: HookObserver;
+  /** Called when the ready message has been delivered (the benchmark times ready -> active from it). */
+  onReadySent?: (hostname: string) => void;
 }
 
 export interface AgentHandle {
@@ -90,6 +92,7 @@ export async function startAgent(options: AgentOptions): Promise<AgentHandle> {
         if (answer.accepted && !readySent) {
           await link.ready(options.hostname);
           readySent = true;
+          options.onReadySent?.(options.hostname);
           log.info(`agent ${options.hostname}: accepted; ready sent`);
         }
       } catch (err) {

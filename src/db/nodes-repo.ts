@@ -87,6 +87,12 @@ export interface Announcement {
  * accepted key is honoured, as salt-master refuses a minion whose key changed.
  */
 export async function recordAnnouncement(knex: Knex, a: Announcement): Promise<{ node: NodeRecord; isNew: boolean }> {
+  // Most announcements are heartbeats from a known node with its known key and address: one statement.
+  const [known] = await knex<NodeRow>('nodes')
+    .where({ hostname: a.hostname, fingerprint: a.fingerprint, address: a.address })
+    .update({ announced_at: new Date(), last_seen_at: new Date() })
+    .returning('*');
+  if (known) return { node: toNode(known), isNew: false };
   return knex.transaction(async (trx) => {
     const existing = await trx<NodeRow>('nodes').where({ hostname: a.hostname }).forUpdate().first();
     const now = new Date();

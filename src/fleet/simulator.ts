@@ -53,6 +53,8 @@ interface SimulatedNode {
  */
 export class Fleet {
   readonly gauge = new ConcurrencyGauge();
+  /** When each node's ready message was delivered (epoch ms), for latency measurements. */
+  readonly readyAt = new Map<string, number>();
   private readonly nodes = new Map<string, SimulatedNode>();
 
   private constructor(private readonly options: FleetOptions) {}
@@ -81,6 +83,9 @@ export class Fleet {
       announceIntervalMs: this.options.announceIntervalMs ?? 1_000,
       rebootDurationMs: 500,
       hookObserver: this.gauge,
+      onReadySent: (name) => {
+        if (!this.readyAt.has(name)) this.readyAt.set(name, Date.now());
+      },
     };
     const handle = await startAgent(options);
     this.nodes.set(hostname, { hostname, options, handle, port: Number(new URL(handle.address).port) });
