@@ -61,6 +61,13 @@ describe('refused requests start nothing', () => {
     ]);
   });
 
+  test('a 10,000-name request is read whole and every unknown name is reported', async () => {
+    const names = Array.from({ length: 10_000 }, (_, i) => `fleet-${i}.unknown.test`);
+    const res = await post('commission', { nodes: names });
+    expect(res.status).toBe(404);
+    expect(res.body.error.offenders).toHaveLength(10_000);
+  });
+
   test('a list naming a node twice, or extra_vars that is not an object, gets 400', async () => {
     expect((await post('decommission', { nodes: [nodes[0], nodes[0]] })).body.error.fields[0]).toEqual({ field: 'nodes', problem: 'must not name a node twice' });
     expect((await post('decommission', { nodes: [nodes[0]], extra_vars: [1] })).body.error.fields[0].field).toBe('extra_vars');

@@ -107,3 +107,28 @@ describe('the cluster-wide cap', () => {
     expect(await db.knex('operations').where({ holds_slot: true }).count({ n: '*' }).first()).toEqual({ n: '2' });
   });
 });
+
+describe('a 10,000-node request', () => {
+  test('is validated and queued in one transaction', async () => {
+    const hostnames = Array.from({ length: 10_000 }, (_, i) => `big-${i}.test`);
+    for (let i = 0; i < hostnames.length; i += 1000) {
+      await db.knex('nodes').insert(
+        hostnames.slice(i, i + 1000).map((hostname) => ({
+          hostname,
+          state: 'active',
+          fingerprint: 'SHA256:x',
+          public_key: 'k',
+          address: 'https://127.0.0.1:1',
+          announced_at: new Date(),
+        })),
+      );
+    }
+
+    const taskId = await submit('maintenance', hostnames);
+
+    expect((await taskProgress(db.knex, taskId)).queued).toBe(10_000);
+    const refused = submit('maintenance', [...hostnames.slice(0, 5_000), 'ghost-big.test']);
+    await expect(refused).rejects.toMatchObject({ status: 404 });
+    expect((await refused.catch((e) => e)).offenders).toHaveLength(5_001);
+  });
+});

@@ -25,7 +25,8 @@ export function createApp(deps: AppDeps): express.Express {
   app.disable('x-powered-by');
   app.use(
     express.json({
-      limit: '256kb',
+      // A bulk request may name 10,000 nodes and more (about 30 bytes a name).
+      limit: '8mb',
       // Agent requests are signed over the exact bytes sent.
       verify: (req, _res, buf) => {
         (req as express.Request & { rawBody?: string }).rawBody = buf.toString('utf8');
