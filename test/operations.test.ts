@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import type { Fleet } from '../src/fleet/simulator';
 import { installHook, startActiveFleet, waitForTask } from './support/fleet';
@@ -72,6 +73,38 @@ describe('refused requests start nothing', () => {
     expect((await post('decommission', { nodes: [nodes[0], nodes[0]] })).body.error.fields[0]).toEqual({ field: 'nodes', problem: 'must not name a node twice' });
     expect((await post('decommission', { nodes: [nodes[0]], extra_vars: [1] })).body.error.fields[0].field).toBe('extra_vars');
     expect((await post('decommission', { nodes: ['bad name'] })).status).toBe(400);
+  });
+});
+
+describe('info/nodes', () => {
+  /** GET with a JSON body, as contiv's API takes it (fetch cannot send one; curl -X GET -d can). */
+  function getWithBody(body: unknown): Promise<{ status: number; body: any }> {
+    const url = new URL('/api/v1/info/nodes', ts.service.apiUrl);
+    const payload = JSON.stringify(body);
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        url,
+        { method: 'GET', headers: { authorization: `Bearer ${ts.service.apiToken}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } },
+        (res) => {
+          let text = '';
+          res.on('data', (d) => (text += d));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+        },
+      );
+      req.on('error', reject);
+      req.end(payload);
+    });
+  }
+
+  test('names in the body or the query limit the answer; unknown names are ignored; none means all', async () => {
+    const byBody = await getWithBody({ nodes: [nodes[1], 'ghost.test', nodes[0]] });
+    expect(byBody.status).toBe(200);
+    expect(byBody.body.map((n: { hostname: string }) => n.hostname)).toEqual([nodes[0], nodes[1]]);
+    const byQuery = await ts.api.get(`/api/v1/info/nodes?nodes=${nodes[2]},ghost.test`);
+    expect(byQuery.body.map((n: { hostname: string }) => n.hostname)).toEqual([nodes[2]]);
+    const all = await getWithBody({ nodes: [] });
+    expect(all.body.length).toBeGreaterThanOrEqual(nodes.length);
+    expect((await getWithBody({ nodes: 'x' })).status).toBe(400);
   });
 });
 
