@@ -1,4 +1,5 @@
 import http from 'node:http';
+import { ApplicationFailure } from '@temporalio/common';
 import type { Identity } from '../src/identity/identity';
 import { connectPinned } from '../src/identity/pinned-tls';
 
@@ -6,6 +7,14 @@ export interface AgentEndpoint {
   hostname: string;
   address: string;
   fingerprint: string;
+}
+
+/** The agent side of a node record; a node enrolled by its BMC alone has none. */
+export function agentEndpoint(node: { hostname: string; address: string | null; fingerprint: string | null }): AgentEndpoint {
+  if (!node.address || !node.fingerprint) {
+    throw ApplicationFailure.nonRetryable(`node ${node.hostname} runs no agent that this server accepted`, 'NoAgent');
+  }
+  return { hostname: node.hostname, address: node.address, fingerprint: node.fingerprint };
 }
 
 /** The agent answered, but refused or failed the operation. */

@@ -5,7 +5,7 @@ import { DomainError } from '../src/domain/errors';
 import { applyTransition, type TransitionOutcome, type TransitionRequest } from '../src/domain/transition';
 import { PinnedKeyMismatch } from '../src/identity/pinned-tls';
 import { AGENT_PATHS, type PingResponse } from '../src/protocol';
-import type { AgentEndpoint } from './agent-client';
+import { agentEndpoint, type AgentEndpoint } from './agent-client';
 import { createOperationActivities, type OperationDeps } from './operations';
 
 export interface ActivityDeps extends OperationDeps {
@@ -20,7 +20,7 @@ export function createActivities(deps: ActivityDeps) {
   async function endpoint(hostname: string): Promise<AgentEndpoint> {
     const node = await getNode(knex, hostname);
     if (!node) throw ApplicationFailure.nonRetryable(`node ${hostname} is not in the inventory`, 'NotFound');
-    return node;
+    return agentEndpoint(node);
   }
 
   /** A changed key is a security event, not a blip: retrying cannot help. */

@@ -7,7 +7,7 @@ import type { OperationKind } from '../src/domain/states';
 import { PinnedKeyMismatch } from '../src/identity/pinned-tls';
 import { AGENT_PATHS } from '../src/protocol';
 import type { HookResult } from '../src/agent/hooks';
-import { AgentClient, AgentOperationFailed } from './agent-client';
+import { AgentClient, AgentOperationFailed, agentEndpoint } from './agent-client';
 
 /** Signals node workflows: the one way activities reach other workflows. */
 export type NodeSignaller = (hostnames: string[], signal: string, args?: unknown[]) => Promise<void>;
@@ -58,7 +58,7 @@ export function createOperationActivities(deps: OperationDeps) {
       const extraVars = { ...deps.clusterExtraVars, ...(op?.extra_vars ?? {}) };
       try {
         // A retry after a timeout carries the same id and joins the run still going on the agent.
-        return await deps.agents.call<HookResult>(node, 'POST', `${AGENT_PATHS.hooks}/${input.hook}`, {
+        return await deps.agents.call<HookResult>(agentEndpoint(node), 'POST', `${AGENT_PATHS.hooks}/${input.hook}`, {
           operation_id: `${input.operationId}:${input.hook}`,
           extra_vars: extraVars,
         });
@@ -72,7 +72,7 @@ export function createOperationActivities(deps: OperationDeps) {
     async setMonitoringSilenced(input: { hostname: string; silenced: boolean }): Promise<void> {
       const node = await getNode(knex, input.hostname);
       if (!node) throw ApplicationFailure.nonRetryable(`node ${input.hostname} is not in the inventory`, 'NotFound');
-      await deps.agents.call(node, 'POST', AGENT_PATHS.silence, { silenced: input.silenced });
+      await deps.agents.call(agentEndpoint(node), 'POST', AGENT_PATHS.silence, { silenced: input.silenced });
     },
 
     async markOperationWaiting(input: { operationId: number; error: string | null; result: Record<string, unknown> }): Promise<void> {

@@ -108,6 +108,33 @@ const MIGRATIONS: Migration[] = [
       await knex.raw('create index cluster_events_nodes on cluster_events using gin (nodes)');
     },
   },
+  {
+    name: '003_enrollment_power',
+    async up(knex) {
+      // Enrolled nodes have a BMC, not necessarily an agent: the agent identity becomes optional.
+      await knex.schema.alterTable('nodes', (t) => {
+        t.text('fingerprint').nullable().alter();
+        t.text('public_key').nullable().alter();
+        t.text('address').nullable().alter();
+        t.text('driver');
+        t.jsonb('driver_info');
+        // Write-only values (passwords): never returned by the API, never put into a workflow payload.
+        t.jsonb('driver_secrets');
+        t.jsonb('instance_info');
+        t.jsonb('boot_config');
+        t.text('power_state');
+        // The power state seen at the first successful check in manage; enforced once adopted.
+        t.text('enforced_power_state');
+        t.boolean('power_fault').notNullable().defaultTo(false);
+        t.integer('power_sync_failures').notNullable().defaultTo(0);
+      });
+      await knex.schema.createTable('node_ports', (t) => {
+        t.text('address').primary();
+        t.text('hostname').notNullable().references('nodes.hostname').onDelete('CASCADE');
+        t.index(['hostname']);
+      });
+    },
+  },
 ];
 
 /** The one way the schema is brought up to date: start-up and tests alike call this. */

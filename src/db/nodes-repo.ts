@@ -5,9 +5,10 @@ import type { NodeState } from '../domain/states';
 export interface NodeRecord {
   hostname: string;
   state: NodeState;
-  fingerprint: string;
-  publicKey: string;
-  address: string;
+  /** The agent's identity; null for a node enrolled by its BMC that runs no agent. */
+  fingerprint: string | null;
+  publicKey: string | null;
+  address: string | null;
   facts: Record<string, unknown> | null;
   lastError: string | null;
   announcedAt: Date;
@@ -18,14 +19,24 @@ export interface NodeRecord {
   reachable: boolean | null;
   lastSeenAt: Date | null;
   monitoringSilenced: boolean;
+  driver: string | null;
+  /** Without its secret fields: those stay in driver_secrets and are read only by drivers. */
+  driverInfo: Record<string, unknown> | null;
+  secretFields: string[];
+  instanceInfo: Record<string, unknown> | null;
+  bootConfig: Record<string, unknown> | null;
+  powerState: string | null;
+  enforcedPowerState: string | null;
+  powerFault: boolean;
+  powerSyncFailures: number;
 }
 
 interface NodeRow {
   hostname: string;
   state: NodeState;
-  fingerprint: string;
-  public_key: string;
-  address: string;
+  fingerprint: string | null;
+  public_key: string | null;
+  address: string | null;
   facts: Record<string, unknown> | null;
   last_error: string | null;
   announced_at: Date;
@@ -36,6 +47,15 @@ interface NodeRow {
   reachable: boolean | null;
   last_seen_at: Date | null;
   monitoring_silenced: boolean;
+  driver: string | null;
+  driver_info: Record<string, unknown> | null;
+  driver_secrets: Record<string, string> | null;
+  instance_info: Record<string, unknown> | null;
+  boot_config: Record<string, unknown> | null;
+  power_state: string | null;
+  enforced_power_state: string | null;
+  power_fault: boolean;
+  power_sync_failures: number;
 }
 
 function toNode(row: NodeRow): NodeRecord {
@@ -55,6 +75,15 @@ function toNode(row: NodeRow): NodeRecord {
     reachable: row.reachable,
     lastSeenAt: row.last_seen_at,
     monitoringSilenced: row.monitoring_silenced,
+    driver: row.driver,
+    driverInfo: row.driver_info,
+    secretFields: Object.keys(row.driver_secrets ?? {}),
+    instanceInfo: row.instance_info,
+    bootConfig: row.boot_config,
+    powerState: row.power_state,
+    enforcedPowerState: row.enforced_power_state,
+    powerFault: row.power_fault,
+    powerSyncFailures: row.power_sync_failures,
   };
 }
 

@@ -14,11 +14,29 @@ export const NODE_STATES = [
   'decommissioned',
   'entering_maintenance',
   'maintenance',
+  'enroll',
+  'verifying',
+  'manageable',
+  'adopting',
+  'adopt failed',
 ] as const;
 export type NodeState = (typeof NODE_STATES)[number];
 
 /** Stable states wait for an operator or an event; the others are work in progress. */
-export const STABLE_STATES: readonly NodeState[] = ['unmanaged', 'active', 'failed', 'commissioned', 'decommissioned', 'maintenance'];
+export const STABLE_STATES: readonly NodeState[] = [
+  'unmanaged',
+  'active',
+  'failed',
+  'commissioned',
+  'decommissioned',
+  'maintenance',
+  'enroll',
+  'manageable',
+  'adopt failed',
+];
+
+/** Where DELETE /api/v1/nodes/{name} removes a node without any cleaning (Ironic's adoption guide). */
+export const DELETABLE_STATES: readonly NodeState[] = ['enroll', 'manageable', 'adopt failed'];
 
 /** Each transient state names the stable state it is heading for (as Ironic's fsm does). */
 export const TARGET_OF: Partial<Record<NodeState, NodeState>> = {
@@ -26,6 +44,8 @@ export const TARGET_OF: Partial<Record<NodeState, NodeState>> = {
   commissioning: 'commissioned',
   decommissioning: 'decommissioned',
   entering_maintenance: 'maintenance',
+  verifying: 'manageable',
+  adopting: 'active',
 };
 
 export type NodeEvent =
@@ -39,10 +59,20 @@ export type NodeEvent =
   | 'decommission'
   | 'decommissioned'
   | 'maintenance'
-  | 'maintenance_entered';
+  | 'maintenance_entered'
+  | 'manage'
+  | 'verified'
+  | 'verification_failed'
+  | 'adopt'
+  | 'adopted'
+  | 'adoption_failed';
 
 /** Events an operator asks for (REST, CLI, Temporal signal); the rest come from the workflow. */
-export const OPERATOR_VERBS: readonly NodeEvent[] = ['accept', 'reinitialize', 'commission', 'decommission', 'maintenance'];
+export const OPERATOR_VERBS: readonly NodeEvent[] = ['accept', 'reinitialize', 'commission', 'decommission', 'maintenance', 'manage', 'adopt'];
+
+/** The provision verbs of PUT /api/v1/nodes/{name}/states/provision (Ironic's model). */
+export const PROVISION_VERBS = ['manage', 'adopt'] as const;
+export type ProvisionVerb = (typeof PROVISION_VERBS)[number];
 
 /** The bulk operations, which queue per node and share the cluster-wide cap. */
 export const OPERATION_KINDS = ['commission', 'decommission', 'maintenance'] as const;
@@ -88,6 +118,16 @@ export const TRANSITIONS: readonly Transition[] = [
   { from: 'commissioned', event: 'maintenance', to: 'entering_maintenance', why: 'maintenance requested' },
   { from: 'decommissioned', event: 'maintenance', to: 'entering_maintenance', why: 'maintenance requested' },
   { from: 'entering_maintenance', event: 'maintenance_entered', to: 'maintenance', why: 'monitoring silenced, maintenance steps ran' },
+
+  // Adoption (Ironic): enrolled nodes are validated, then taken over without being touched.
+  { from: 'enroll', event: 'manage', to: 'verifying', why: 'validate the power interface against the BMC' },
+  { from: 'verifying', event: 'verified', to: 'manageable', why: 'credentials, reachability and power state checked' },
+  { from: 'verifying', event: 'verification_failed', to: 'enroll', why: 'the BMC refused or did not answer' },
+  { from: 'manageable', event: 'adopt', to: 'adopting', why: 'validate the boot interface, then take over' },
+  { from: 'adopting', event: 'adopted', to: 'active', why: 'boot configuration recorded; the node was not touched' },
+  { from: 'adopting', event: 'adoption_failed', to: 'adopt failed', why: 'boot validation or takeover failed' },
+  { from: 'adopt failed', event: 'adopt', to: 'adopting', why: 'retry the adoption' },
+  { from: 'adopt failed', event: 'manage', to: 'manageable', why: 'abandon the adoption attempt' },
 ];
 
 /**

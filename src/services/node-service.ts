@@ -79,6 +79,7 @@ export class NodeService {
   /** The agent's one-time message after acceptance, signed with the accepted key. */
   async ready(hostname: string, signed: SignedRequest): Promise<{ hostname: string; state: string }> {
     const node = await this.require(hostname);
+    if (!node.publicKey) throw new Unauthorized(`${hostname} has no agent key to verify a ready message against`);
     verifySignature(node.publicKey, signed);
     if (node.state === 'unmanaged') throw new Conflict(`${hostname} has not been accepted yet`, { state: node.state });
     await this.workflows.ready(hostname);

@@ -1,0 +1,95 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { freePort, nextLoopbackAddress } from './ports';
+
+const run = promisify(execFile);
+
+export interface Bmc {
+  address: string;
+  port: number;
+  username: string;
+  password: string;
+  /** driver_info for the ipmi driver. */
+  driverInfo(): Record<string, string>;
+  /** What the BMC itself says, read with ipmitool directly (the test's own eyes). */
+  power(): Promise<'power on' | 'power off'>;
+  /** Changes power behind the service's back, as a person at the console would. */
+  setPowerBehindTheBack(target: 'on' | 'off'): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** A real BMC: OpenIPMI's ipmi_sim on its own loopback address (see shared/testbeds/ipmi_sim.md). */
+export async function startBmc(credentials = { username: 'admin', password: `pw-${Math.random().toString(36).slice(2, 10)}` }): Promise<Bmc> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nl-bmc-'));
+  const address = nextLoopbackAddress();
+  const port = await freePort(address);
+  fs.mkdirSync(path.join(dir, 'state'));
+  fs.writeFileSync(
+    path.join(dir, 'lan.conf'),
+    `name "bmc"
+set_working_mc 0x20
+  startlan 1
+    addr ${address} ${port}
+    priv_limit admin
+    allowed_auths_callback none md2 md5 straight
+    allowed_auths_user none md2 md5 straight
+    allowed_auths_operator none md2 md5 straight
+    allowed_auths_admin none md2 md5 straight
+    guid a123456789abcdefa123456789abcdef
+  endlan
+  serial 15 localhost ${await freePort()} codec VM
+  startcmd "sleep 86400"
+  startnow false
+  user 2 true  "${credentials.username}"   "${credentials.password}" admin    10       none md2 md5 straight
+`,
+  );
+  fs.writeFileSync(
+    path.join(dir, 'cmds.emu'),
+    'mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nsel_enable 0x20 1000 0x0a\nmc_enable 0x20\n',
+  );
+  const child: ChildProcess = spawn('ipmi_sim', ['-c', 'lan.conf', '-f', 'cmds.emu', '-s', path.join(dir, 'state'), '-n'], {
+    cwd: dir,
+    stdio: 'ignore',
+    detached: true,
+  });
+  const ipmitool = (...command: string[]) =>
+    run('ipmitool', ['-I', 'lanplus', '-H', address, '-p', String(port), '-U', credentials.username, '-E', '-C', '3', ...command], {
+      env: { PATH: process.env.PATH, IPMI_PASSWORD: credentials.password },
+    });
+  const bmc: Bmc = {
+    address,
+    port,
+    ...credentials,
+    driverInfo: () => ({ ipmi_address: address, ipmi_port: String(port), ipmi_username: credentials.username, ipmi_password: credentials.password }),
+    async power() {
+      const { stdout } = await ipmitool('chassis', 'power', 'status');
+      return stdout.includes('is on') ? 'power on' : 'power off';
+    },
+    async setPowerBehindTheBack(target) {
+      await ipmitool('chassis', 'power', target);
+    },
+    async stop() {
+      // The "power" of the simulated server is ipmi_sim's startcmd child: stop the whole group.
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  // ipmi_sim answers once its LAN channel is up.
+  for (let i = 0; i < 50; i++) {
+    try {
+      await bmc.power();
+      return bmc;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  await bmc.stop();
+  throw new Error('ipmi_sim did not start (is the openipmi package installed?)');
+}
