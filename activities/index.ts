@@ -7,6 +7,8 @@ import { PinnedKeyMismatch } from '../src/identity/pinned-tls';
 import { AGENT_PATHS, type PingResponse } from '../src/protocol';
 import { agentEndpoint, type AgentEndpoint } from './agent-client';
 import { createOperationActivities, type OperationDeps } from './operations';
+import { createPowerSyncActivities } from './power-sync';
+import { createProvisioningActivities } from './provisioning';
 
 export interface ActivityDeps extends OperationDeps {
   monitoringEndpoint: string;
@@ -35,6 +37,8 @@ export function createActivities(deps: ActivityDeps) {
 
   return {
     ...createOperationActivities(deps),
+    ...createProvisioningActivities(deps),
+    ...createPowerSyncActivities(deps),
 
     async transitionNode(req: TransitionRequest): Promise<TransitionOutcome> {
       try {

@@ -24,6 +24,7 @@ export interface Config {
   operationTimeoutMs: number;
   clusterExtraVars: Record<string, unknown>;
   disappearAfterMs: number;
+  powerSyncIntervalMs: number;
 }
 
 export const PROJECT_ROOT = path.resolve(__dirname, '..');
@@ -101,5 +102,6 @@ export function loadConfig(env: Env = process.env): Config {
     operationTimeoutMs: duration(env, 'OPERATION_TIMEOUT', '15m'),
     clusterExtraVars: jsonObject(env, 'CLUSTER_EXTRA_VARS'),
     disappearAfterMs: duration(env, 'DISAPPEAR_AFTER', '60s'),
+    powerSyncIntervalMs: duration(env, 'POWER_SYNC_INTERVAL', '60s'),
   };
 }

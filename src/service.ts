@@ -14,7 +14,9 @@ import { loadOrCreateIdentity } from './identity/identity';
 import { log } from './log';
 import { NodeService } from './services/node-service';
 import { OperationService } from './services/operation-service';
+import { EnrollmentService } from './services/enrollment-service';
 import { NODE_MONITOR_WORKFLOW_ID, type nodeMonitor } from '../workflows/node-monitor';
+import { POWER_SYNC_WORKFLOW_ID, type powerSync } from '../workflows/power-sync';
 import { startDevServer, type DevServer } from './temporal/dev-server';
 import { NodeWorkflows, nodeSignaller } from './temporal/node-workflows';
 import { ensureNodeStateAttribute } from './temporal/search-attributes';
@@ -110,6 +112,12 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
         args: [{ disappearAfterMs: config.disappearAfterMs }],
         workflowIdConflictPolicy: 'USE_EXISTING',
       });
+      await client.workflow.start<typeof powerSync>('powerSync', {
+        workflowId: `${POWER_SYNC_WORKFLOW_ID}:${config.taskQueue}`,
+        taskQueue: config.taskQueue,
+        args: [{ intervalMs: config.powerSyncIntervalMs }],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+      });
       stack.push(async () => {
         if (worker.getState() === 'RUNNING') worker.shutdown();
         await workerDone!.catch(() => undefined);
@@ -125,6 +133,7 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
         knex: db.knex,
         nodes: new NodeService(db.knex, workflows, serverIdentity.fingerprint),
         operations: new OperationService(db.knex, client.workflow, config.taskQueue),
+        enrollment: new EnrollmentService(db.knex, workflows, new AgentClient(serverIdentity, config.agentRequestTimeoutMs)),
         workflows,
         apiToken,
         temporalHealthy: async () => {

@@ -29,6 +29,7 @@ export interface CarriedState {
   taskId: string | null;
   pendingInit: InitTrigger | null;
   previousState?: NodeState | null;
+  pendingProvision?: 'manage' | 'adopt' | null;
 }
 
 export interface NodeLifecycleInput {
@@ -68,6 +69,10 @@ export const reinitializeSignal = defineSignal<[]>('reinitialize');
 /** The agent's one-time message after acceptance, relayed by the API. */
 export const readySignal = defineSignal<[]>('ready');
 export const statusQuery = defineQuery<NodeStatus>('status');
+/** Ironic's provision verbs: PUT /api/v1/nodes/{name}/states/provision. */
+export const provisionUpdate = defineUpdate<CommandResult, [{ taskId: string; verb: 'manage' | 'adopt' }]>('provision');
+/** PUT /api/v1/nodes/{name}/states/power; the new state is the one enforced from then on. */
+export const powerUpdate = defineUpdate<CommandResult, [{ taskId: string; target: 'power on' | 'power off' | 'rebooting' }]>('power');
 /** Operations were queued for this node: look at the queue. */
 export const operationsQueuedSignal = defineSignal<[]>('operationsQueued');
 /** A slot of the cluster-wide cap was handed to this node's operation. */

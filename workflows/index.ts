@@ -1,3 +1,4 @@
 export { nodeLifecycle } from './node-lifecycle';
 export { bulkOperation } from './bulk-operation';
 export { nodeMonitor } from './node-monitor';
+export { powerSync } from './power-sync';

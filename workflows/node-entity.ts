@@ -53,6 +53,10 @@ export class NodeEntity {
   pendingInit: InitTrigger | null;
   /** The stable state before the current transient one: where a rolled-back commission returns. */
   previousState: NodeState | null = null;
+  /** A provision verb whose work (validation, takeover) the main loop is to run. */
+  pendingProvision: 'manage' | 'adopt' | null = null;
+  /** A power change asked through the API, to run in the main loop. */
+  pendingPower: { taskId: string; target: 'power on' | 'power off' | 'rebooting' } | null = null;
   /** Operations were queued for this node since it last looked. */
   operationsQueued = false;
   operation: { id: number; task_id: string; kind: string } | null = null;
@@ -73,6 +77,7 @@ export class NodeEntity {
     this.taskId = carried?.taskId ?? null;
     this.pendingInit = carried?.pendingInit ?? null;
     this.previousState = carried?.previousState ?? null;
+    this.pendingProvision = carried?.pendingProvision ?? null;
     // Operations may have been queued while a previous run handed over; look once to be sure.
     this.operationsQueued = carried !== undefined;
   }
@@ -101,11 +106,26 @@ export class NodeEntity {
   }
 
   carry(): CarriedState {
-    return { state: this.state, lastError: this.lastError, taskId: this.taskId, pendingInit: this.pendingInit, previousState: this.previousState };
+    return {
+      state: this.state,
+      lastError: this.lastError,
+      taskId: this.taskId,
+      pendingInit: this.pendingInit,
+      previousState: this.previousState,
+      pendingProvision: this.pendingProvision,
+    };
   }
 
   get idle(): boolean {
-    return !this.busy && this.pendingInit === null && !this.operationsQueued && this.operation === null && STABLE_STATES.includes(this.state);
+    return (
+      !this.busy &&
+      this.pendingInit === null &&
+      this.pendingProvision === null &&
+      this.pendingPower === null &&
+      !this.operationsQueued &&
+      this.operation === null &&
+      STABLE_STATES.includes(this.state)
+    );
   }
 
   /** Update validator: refuses a verb the table does not allow from the current state. */
@@ -144,6 +164,45 @@ export class NodeEntity {
       throw err;
     } finally {
       this.busy = false;
+    }
+  }
+
+  /**
+   * manage / adopt: persist the transition and its task. Where the verb leads straight to a stable
+   * state (manage from adopt failed), the task ends with it; otherwise the main loop does the work.
+   */
+  async provision(verb: 'manage' | 'adopt', taskId: string): Promise<CommandResult> {
+    this.validate(verb);
+    this.busy = true;
+    try {
+      const next = nextState(this.state, verb)!;
+      const immediate = TARGET_OF[next] === undefined;
+      await this.transition({
+        event: verb,
+        cause: `${verb} requested through the API`,
+        taskId,
+        startsTask: { kind: verb },
+        ...(immediate ? { endsTask: { status: 'succeeded' as const }, lastError: null } : {}),
+      });
+      this.taskId = taskId;
+      if (!immediate) this.pendingProvision = verb;
+      return { task_id: taskId, state: this.state };
+    } catch (err) {
+      if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) throw err.cause;
+      throw err;
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  validatePower(): void {
+    if (this.busy || this.pendingPower || this.operation || !STABLE_STATES.includes(this.state)) {
+      throw ApplicationFailure.create({
+        type: INVALID_STATE,
+        message: `${this.hostname} is busy (${this.operation ? `running ${this.operation.kind}` : this.state}); try the power change again when it is done`,
+        details: [{ state: this.state, allowed: allowedVerbs(this.state) }],
+        nonRetryable: true,
+      });
     }
   }
 

@@ -1,6 +1,10 @@
-import { allHandlersFinished, condition, continueAsNew, log, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
+import { allHandlersFinished, condition, continueAsNew, log, proxyLocalActivities, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../activities';
 import {
   acceptUpdate,
+  DATABASE_ACTIVITY_OPTIONS,
+  powerUpdate,
+  provisionUpdate,
   groupDecisionSignal,
   operationsQueuedSignal,
   slotGrantedSignal,
@@ -11,7 +15,10 @@ import {
   type NodeLifecycleInput,
 } from './definitions';
 import { NodeEntity } from './node-entity';
+import { ProvisionRunner } from './node-provisioning';
 import { OperationRunner } from './node-operations';
+
+const powerTasks = proxyLocalActivities<Activities>(DATABASE_ACTIVITY_OPTIONS);
 
 /** One long-lived workflow per node (id node:<hostname>); the state and its rules live in NodeEntity. */
 export async function nodeLifecycle(input: NodeLifecycleInput): Promise<void> {
@@ -33,6 +40,20 @@ export async function nodeLifecycle(input: NodeLifecycleInput): Promise<void> {
     }
   });
   setHandler(readySignal, () => node.onReady());
+  setHandler(provisionUpdate, ({ taskId, verb }) => node.provision(verb, taskId), {
+    validator: ({ verb }: { taskId: string; verb: 'manage' | 'adopt' }) => node.validate(verb),
+  });
+  const provisioning = new ProvisionRunner(node);
+  setHandler(
+    powerUpdate,
+    async ({ taskId, target }) => {
+      node.validatePower();
+      node.pendingPower = { taskId, target };
+      await powerTasks.startTask({ id: taskId, kind: 'power', hostname: node.hostname });
+      return { task_id: taskId, state: node.state };
+    },
+    { validator: (_request: { taskId: string; target: 'power on' | 'power off' | 'rebooting' }) => node.validatePower() },
+  );
 
   const operations = new OperationRunner(node, input.settings.operationTimeoutMs ?? 15 * 60_000);
   setHandler(operationsQueuedSignal, () => {
@@ -42,9 +63,24 @@ export async function nodeLifecycle(input: NodeLifecycleInput): Promise<void> {
   setHandler(groupDecisionSignal, ({ taskId, decision }) => operations.onDecision(taskId, decision));
 
   for (;;) {
-    await condition(() => node.pendingInit !== null || node.operationsQueued || (node.idle && workflowInfo().continueAsNewSuggested));
+    await condition(
+      () =>
+        node.pendingInit !== null ||
+        node.operationsQueued ||
+        node.pendingProvision !== null ||
+        node.pendingPower !== null ||
+        (node.idle && workflowInfo().continueAsNewSuggested),
+    );
     if (node.pendingInit !== null) {
       await node.initialize();
+      continue;
+    }
+    if (node.pendingProvision !== null) {
+      await provisioning.run();
+      continue;
+    }
+    if (node.pendingPower !== null) {
+      await provisioning.power();
       continue;
     }
     if (node.operationsQueued) {

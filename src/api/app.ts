@@ -1,12 +1,14 @@
 import express from 'express';
 import type { Knex } from 'knex';
 import type { NodeService } from '../services/node-service';
+import type { EnrollmentService } from '../services/enrollment-service';
 import type { OperationService } from '../services/operation-service';
 import type { NodeWorkflows } from '../temporal/node-workflows';
 import { requireOperator } from './auth';
 import { errorHandler, notFoundHandler } from './errors-middleware';
 import { agentRoutes } from './routes/agent-routes';
 import { healthRoutes } from './routes/health-routes';
+import { enrollmentRoutes } from './routes/enrollment-routes';
 import { nodeRoutes } from './routes/node-routes';
 import { operationRoutes } from './routes/operation-routes';
 import { taskRoutes } from './routes/task-routes';
@@ -15,6 +17,7 @@ export interface AppDeps {
   knex: Knex;
   nodes: NodeService;
   operations: OperationService;
+  enrollment: EnrollmentService;
   workflows: NodeWorkflows;
   apiToken: string;
   temporalHealthy(): Promise<void>;
@@ -38,6 +41,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use('/api/v1', requireOperator(deps.apiToken));
   app.use('/api/v1', nodeRoutes(deps.knex, deps.nodes, deps.workflows));
   app.use('/api/v1', operationRoutes(deps.knex, deps.operations));
+  app.use('/api/v1', enrollmentRoutes(deps.knex, deps.enrollment));
   app.use('/api/v1', taskRoutes(deps.knex));
   app.use(notFoundHandler);
   app.use(errorHandler);

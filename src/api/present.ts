@@ -17,8 +17,16 @@ export function presentNode(node: NodeRecord) {
     reachable: node.reachable !== false,
     last_seen_at: node.lastSeenAt?.toISOString() ?? null,
     monitoring_silenced: node.monitoringSilenced,
+    driver: node.driver,
+    // Write-only fields are shown as set, never with their value.
+    driver_info: node.driver ? { ...node.driverInfo, ...Object.fromEntries(node.secretFields.map((f) => [f, '******'])) } : null,
+    instance_info: node.instanceInfo,
+    boot_config: node.bootConfig,
+    power_state: node.powerState,
+    enforced_power_state: node.enforcedPowerState,
+    power_fault: node.powerFault,
     facts: node.facts,
-    announced_at: node.announcedAt.toISOString(),
+    announced_at: node.announcedAt?.toISOString() ?? null,
     accepted_at: node.acceptedAt?.toISOString() ?? null,
     facts_at: node.factsAt?.toISOString() ?? null,
     created_at: node.createdAt.toISOString(),
@@ -31,7 +39,7 @@ export function presentUnmanaged(node: NodeRecord) {
     hostname: node.hostname,
     fingerprint: node.fingerprint,
     address: node.address,
-    announced_at: node.announcedAt.toISOString(),
+    announced_at: node.announcedAt?.toISOString() ?? null,
   };
 }
 

@@ -27,6 +27,9 @@ export async function listNodeEvents(knex: Knex, hostname: string, limit = 100):
   }));
 }
 
+/** Cluster events, each naming the list of nodes it concerns: the monitor's and the power sync's. */
+export const CLUSTER_EVENT_TYPES = ['discovered', 'disappeared', 'power_corrected', 'power_fault', 'power_fault_cleared'] as const;
+
 /** discovered / disappeared: monitor events, each naming the list of nodes it concerns. */
 export interface ClusterEventRecord {
   id: number;

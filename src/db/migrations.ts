@@ -116,6 +116,7 @@ const MIGRATIONS: Migration[] = [
         t.text('fingerprint').nullable().alter();
         t.text('public_key').nullable().alter();
         t.text('address').nullable().alter();
+        t.timestamp('announced_at', { useTz: true }).nullable().alter();
         t.text('driver');
         t.jsonb('driver_info');
         // Write-only values (passwords): never returned by the API, never put into a workflow payload.

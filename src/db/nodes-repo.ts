@@ -11,7 +11,7 @@ export interface NodeRecord {
   address: string | null;
   facts: Record<string, unknown> | null;
   lastError: string | null;
-  announcedAt: Date;
+  announcedAt: Date | null;
   acceptedAt: Date | null;
   factsAt: Date | null;
   createdAt: Date;
@@ -39,7 +39,7 @@ interface NodeRow {
   address: string | null;
   facts: Record<string, unknown> | null;
   last_error: string | null;
-  announced_at: Date;
+  announced_at: Date | null;
   accepted_at: Date | null;
   facts_at: Date | null;
   created_at: Date;

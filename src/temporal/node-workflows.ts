@@ -8,12 +8,15 @@ import {
 } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { domainErrorFromName, InvalidState, NotFound, Unavailable } from '../domain/errors';
+import type { NodeState } from '../domain/states';
 import type { nodeLifecycle } from '../../workflows/node-lifecycle';
 import {
   acceptUpdate,
   NODE_STATE_KEY,
   NODE_WORKFLOW_TYPE,
   nodeWorkflowId,
+  powerUpdate,
+  provisionUpdate,
   readySignal,
   reinitializeUpdate,
   statusQuery,
@@ -45,6 +48,45 @@ export class NodeWorkflows {
         startWorkflowOperation: start,
       }),
     );
+  }
+
+  /** Starts the node's workflow where the database has it, if it has none yet, and sends the update. */
+  private withStart(hostname: string, state: NodeState) {
+    return new WithStartWorkflowOperation<typeof nodeLifecycle>(NODE_WORKFLOW_TYPE, {
+      workflowId: nodeWorkflowId(hostname),
+      taskQueue: this.taskQueue,
+      args: [{ hostname, settings: this.settings, carried: { state, lastError: null, taskId: null, pendingInit: null } }],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      typedSearchAttributes: [{ key: NODE_STATE_KEY, value: state }],
+    });
+  }
+
+  provision(hostname: string, state: NodeState, verb: 'manage' | 'adopt'): Promise<CommandResult> {
+    return translate(hostname, () =>
+      this.client.executeUpdateWithStart(provisionUpdate, {
+        args: [{ taskId: randomUUID(), verb }],
+        startWorkflowOperation: this.withStart(hostname, state),
+      }),
+    );
+  }
+
+  power(hostname: string, state: NodeState, target: 'power on' | 'power off' | 'rebooting'): Promise<CommandResult> {
+    return translate(hostname, () =>
+      this.client.executeUpdateWithStart(powerUpdate, {
+        args: [{ taskId: randomUUID(), target }],
+        startWorkflowOperation: this.withStart(hostname, state),
+      }),
+    );
+  }
+
+  /** Deleting a node ends its workflow; a node that never had one is fine. */
+  async end(hostname: string, reason: string): Promise<void> {
+    await this.client
+      .getHandle(nodeWorkflowId(hostname))
+      .terminate(reason)
+      .catch((err: unknown) => {
+        if (!(err instanceof WorkflowNotFoundError)) throw err;
+      });
   }
 
   reinitialize(hostname: string): Promise<CommandResult> {

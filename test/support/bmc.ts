@@ -18,7 +18,10 @@ export interface Bmc {
   power(): Promise<'power on' | 'power off'>;
   /** Changes power behind the service's back, as a person at the console would. */
   setPowerBehindTheBack(target: 'on' | 'off'): Promise<void>;
+  /** The BMC goes away (its server keeps running: power is not the BMC's to lose here). */
   stop(): Promise<void>;
+  /** The same BMC answers again on the same address and port. */
+  start(): Promise<void>;
 }
 
 /** A real BMC: OpenIPMI's ipmi_sim on its own loopback address (see shared/testbeds/ipmi_sim.md). */
@@ -50,11 +53,11 @@ set_working_mc 0x20
     path.join(dir, 'cmds.emu'),
     'mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nsel_enable 0x20 1000 0x0a\nmc_enable 0x20\n',
   );
-  const child: ChildProcess = spawn('ipmi_sim', ['-c', 'lan.conf', '-f', 'cmds.emu', '-s', path.join(dir, 'state'), '-n'], {
-    cwd: dir,
-    stdio: 'ignore',
-    detached: true,
-  });
+  let child: ChildProcess;
+  const launch = () => {
+    child = spawn('ipmi_sim', ['-c', 'lan.conf', '-f', 'cmds.emu', '-s', path.join(dir, 'state'), '-n'], { cwd: dir, stdio: 'ignore', detached: true });
+  };
+  launch();
   const ipmitool = (...command: string[]) =>
     run('ipmitool', ['-I', 'lanplus', '-H', address, '-p', String(port), '-U', credentials.username, '-E', '-C', '3', ...command], {
       env: { PATH: process.env.PATH, IPMI_PASSWORD: credentials.password },
@@ -78,18 +81,25 @@ set_working_mc 0x20
       } catch {
         // already gone
       }
-      fs.rmSync(dir, { recursive: true, force: true });
+    },
+    async start() {
+      launch();
+      await answering();
     },
   };
-  // ipmi_sim answers once its LAN channel is up.
-  for (let i = 0; i < 50; i++) {
-    try {
-      await bmc.power();
-      return bmc;
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
+  const answering = async () => {
+    // ipmi_sim answers once its LAN channel is up.
+    for (let i = 0; i < 50; i++) {
+      try {
+        await bmc.power();
+        return;
+      } catch {
+        await new Promise((r) => setTimeout(r, 100));
+      }
     }
-  }
-  await bmc.stop();
-  throw new Error('ipmi_sim did not start (is the openipmi package installed?)');
+    await bmc.stop();
+    throw new Error('ipmi_sim did not start (is the openipmi package installed?)');
+  };
+  await answering();
+  return bmc;
 }

@@ -1,7 +1,7 @@
 import { Router } from 'express';
 import type { Knex } from 'knex';
 import { z } from 'zod';
-import { listClusterEvents } from '../../db/events-repo';
+import { CLUSTER_EVENT_TYPES, listClusterEvents } from '../../db/events-repo';
 import { listNodes } from '../../db/nodes-repo';
 import { OPERATION_KINDS } from '../../domain/states';
 import type { OperationService } from '../../services/operation-service';
@@ -21,7 +21,7 @@ const bulkSchema = z.strictObject({
 const infoSchema = z.strictObject({ nodes: z.array(z.string()).max(100_000).optional() });
 const eventsQuery = paginationSchema.extend({
   node: hostnameSchema.optional(),
-  type: z.enum(['discovered', 'disappeared']).optional(),
+  type: z.enum(CLUSTER_EVENT_TYPES).optional(),
 });
 
 /** contiv's multi-node endpoints. */

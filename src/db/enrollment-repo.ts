@@ -1,0 +1,128 @@
+import type { Knex } from 'knex';
+import { Conflict, InvalidState, NotFound } from '../domain/errors';
+import { allowedVerbs, DELETABLE_STATES, type NodeState } from '../domain/states';
+import type { DriverNode, PowerState } from '../drivers/types';
+import { getNode, type NodeRecord } from './nodes-repo';
+
+export interface Enrollment {
+  name: string;
+  driver: string;
+  driverInfo: Record<string, unknown>;
+  secrets: Record<string, string>;
+  instanceInfo: Record<string, unknown>;
+  ports: string[];
+  /** The agent key expected from the node (agent driver), compared when its agent announces. */
+  agentFingerprint?: string;
+}
+
+/** States in which driver_info and instance_info may still change (Ironic: before the node is in use). */
+export const EDITABLE_STATES: readonly NodeState[] = ['enroll', 'manageable', 'adopt failed'];
+
+/** Creates a node in enroll; a name or a MAC already in use is a conflict naming it. */
+export async function enrollNode(knex: Knex, e: Enrollment): Promise<NodeRecord> {
+  await knex.transaction(async (trx) => {
+    if (await trx('nodes').where({ hostname: e.name }).first()) {
+      throw new Conflict(`a node named ${e.name} exists already`, { field: 'name' });
+    }
+    const taken = await trx('node_ports').select('address', 'hostname').whereIn('address', e.ports);
+    if (taken.length > 0) {
+      throw new Conflict(`MAC address in use: ${taken.map((t) => `${t.address} (by ${t.hostname})`).join(', ')}`, {
+        field: 'ports',
+        addresses: taken.map((t) => t.address),
+      });
+    }
+    await trx('nodes').insert({
+      hostname: e.name,
+      state: 'enroll',
+      driver: e.driver,
+      driver_info: JSON.stringify(e.driverInfo),
+      driver_secrets: JSON.stringify(e.secrets),
+      instance_info: JSON.stringify(e.instanceInfo),
+      fingerprint: e.agentFingerprint ?? null,
+    });
+    if (e.ports.length > 0) await trx('node_ports').insert(e.ports.map((address) => ({ address, hostname: e.name })));
+    await trx('node_events').insert({ hostname: e.name, type: 'transition', from_state: null, to_state: 'enroll', event: 'enroll', cause: `enrolled with the ${e.driver} driver` });
+  });
+  return (await getNode(knex, e.name))!;
+}
+
+async function lockEnrolled(trx: Knex.Transaction, name: string, allowed: readonly NodeState[], verb: string) {
+  const row = await trx('nodes').where({ hostname: name }).forUpdate().first();
+  if (!row) throw new NotFound(`no node ${name}`, { hostname: name });
+  if (!allowed.includes(row.state)) {
+    throw new InvalidState(`${verb} is not allowed while ${name} is ${row.state} (only in ${allowed.join(', ')})`, {
+      state: row.state,
+      allowed: allowedVerbs(row.state),
+    });
+  }
+  return row;
+}
+
+/** Merges changes into driver_info (secrets apart) and instance_info; a null value removes a key. */
+export async function updateNodeInfo(
+  knex: Knex,
+  name: string,
+  change: { driverInfo?: Record<string, unknown>; secrets?: Record<string, string | null>; instanceInfo?: Record<string, unknown> },
+): Promise<NodeRecord> {
+  await knex.transaction(async (trx) => {
+    const row = await lockEnrolled(trx, name, EDITABLE_STATES, 'changing driver_info or instance_info');
+    const merge = (current: Record<string, unknown> | null, patch: Record<string, unknown> | undefined) => {
+      const next: Record<string, unknown> = { ...(current ?? {}) };
+      for (const [k, v] of Object.entries(patch ?? {})) {
+        if (v === null) delete next[k];
+        else next[k] = v;
+      }
+      return JSON.stringify(next);
+    };
+    await trx('nodes')
+      .where({ hostname: name })
+      .update({
+        driver_info: merge(row.driver_info, change.driverInfo),
+        driver_secrets: merge(row.driver_secrets, change.secrets),
+        instance_info: merge(row.instance_info, change.instanceInfo),
+        updated_at: new Date(),
+      });
+  });
+  return (await getNode(knex, name))!;
+}
+
+/** Removes a node without any cleaning, in the states where that is allowed. */
+export async function deleteEnrolledNode(knex: Knex, name: string): Promise<void> {
+  await knex.transaction(async (trx) => {
+    await lockEnrolled(trx, name, DELETABLE_STATES, 'delete');
+    await trx('nodes').where({ hostname: name }).delete();
+    await trx('node_events').insert({ hostname: name, type: 'transition', event: 'delete', cause: 'deleted without cleaning' });
+  });
+}
+
+export async function portsOf(knex: Knex, name: string): Promise<string[]> {
+  return (await knex('node_ports').select('address').where({ hostname: name }).orderBy('address')).map((r) => r.address);
+}
+
+/** Everything a driver needs, secrets included: read here, by reference, never carried in a payload. */
+export async function driverNode(knex: Knex, name: string): Promise<{ driver: string; node: DriverNode; record: NodeRecord }> {
+  const row = await knex('nodes').where({ hostname: name }).first();
+  if (!row) throw new NotFound(`no node ${name}`);
+  if (!row.driver) throw new Conflict(`node ${name} has no power driver`);
+  const record = (await getNode(knex, name))!;
+  return {
+    driver: row.driver,
+    record,
+    node: {
+      hostname: name,
+      driverInfo: row.driver_info ?? {},
+      secrets: row.driver_secrets ?? {},
+      agent: row.address && row.fingerprint ? { hostname: name, address: row.address, fingerprint: row.fingerprint } : null,
+    },
+  };
+}
+
+export async function recordPowerState(knex: Knex, name: string, state: PowerState, options: { enforce?: boolean } = {}): Promise<void> {
+  const change: Record<string, unknown> = { power_state: state, updated_at: new Date() };
+  if (options.enforce) change.enforced_power_state = state;
+  await knex('nodes').where({ hostname: name }).update(change);
+}
+
+export async function recordBootConfig(knex: Knex, name: string, config: Record<string, unknown>): Promise<void> {
+  await knex('nodes').where({ hostname: name }).update({ boot_config: JSON.stringify(config), updated_at: new Date() });
+}

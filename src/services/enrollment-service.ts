@@ -1,0 +1,96 @@
+import type { Knex } from 'knex';
+import { deleteEnrolledNode, driverNode, enrollNode, updateNodeInfo } from '../db/enrollment-repo';
+import { getNode, type NodeRecord } from '../db/nodes-repo';
+import { BadRequest, Conflict, InvalidState, NotFound, ValidationFailed } from '../domain/errors';
+import { allowedVerbs, nextState, type ProvisionVerb } from '../domain/states';
+import { checkDriverInfo, getDriver } from '../drivers';
+import type { PowerTarget } from '../drivers/types';
+import type { AgentClient } from '../../activities/agent-client';
+import type { NodeWorkflows } from '../temporal/node-workflows';
+import type { CommandResult } from '../../workflows/definitions';
+
+export interface EnrollRequest {
+  name: string;
+  driver: string;
+  driver_info: Record<string, unknown>;
+  instance_info?: Record<string, unknown>;
+  ports?: { address: string }[];
+}
+
+/** Ironic's enrollment and provision verbs: create, change, delete, manage, adopt, power. */
+export class EnrollmentService {
+  constructor(
+    private readonly knex: Knex,
+    private readonly workflows: NodeWorkflows,
+    private readonly agents: AgentClient | undefined,
+  ) {}
+
+  async enroll(request: EnrollRequest): Promise<NodeRecord> {
+    const driver = getDriver(request.driver)!;
+    const { visible, secrets, problems } = checkDriverInfo(driver, request.driver_info);
+    if (problems.length > 0) throw new ValidationFailed(problems);
+    const ports = (request.ports ?? []).map((p) => p.address.toLowerCase());
+    return enrollNode(this.knex, {
+      name: request.name,
+      driver: driver.name,
+      driverInfo: visible,
+      secrets,
+      instanceInfo: request.instance_info ?? {},
+      ports,
+      agentFingerprint: typeof visible.agent_fingerprint === 'string' ? visible.agent_fingerprint : undefined,
+    });
+  }
+
+  async update(name: string, change: { driver_info?: Record<string, unknown>; instance_info?: Record<string, unknown> }): Promise<NodeRecord> {
+    const node = await this.require(name);
+    const driver = node.driver ? getDriver(node.driver) : undefined;
+    if (!driver) throw new Conflict(`${name} was not enrolled with a driver; nothing to change`);
+    const removals = Object.entries(change.driver_info ?? {}).filter(([, v]) => v === null);
+    const given = Object.fromEntries(Object.entries(change.driver_info ?? {}).filter(([, v]) => v !== null));
+    const { visible, secrets, problems } = checkDriverInfo(driver, given, { partial: true });
+    const required = removals.filter(([k]) => driver.fields.find((f) => f.name === k)?.required);
+    for (const [k] of required) problems.push({ field: `driver_info.${k}`, problem: `is required by the ${driver.name} driver and cannot be removed` });
+    if (problems.length > 0) throw new ValidationFailed(problems);
+    const secretNames = new Set(driver.fields.filter((f) => f.secret).map((f) => f.name));
+    for (const [k] of removals) (secretNames.has(k) ? (secrets as Record<string, string | null>) : visible)[k] = null;
+    return updateNodeInfo(this.knex, name, { driverInfo: visible, secrets, instanceInfo: change.instance_info });
+  }
+
+  async delete(name: string): Promise<void> {
+    await deleteEnrolledNode(this.knex, name);
+    await this.workflows.end(name, 'node deleted');
+  }
+
+  async provision(name: string, verb: ProvisionVerb): Promise<CommandResult> {
+    const node = await this.require(name);
+    if (!nextState(node.state, verb)) {
+      throw new InvalidState(`${verb} is not allowed while ${name} is ${node.state}`, { state: node.state, allowed: allowedVerbs(node.state) });
+    }
+    return this.workflows.provision(name, node.state, verb);
+  }
+
+  async readPower(name: string) {
+    const { driver: driverName, node, record } = await driverNode(this.knex, name);
+    const driver = getDriver(driverName)!;
+    const known = { enforced_power_state: record.enforcedPowerState, power_fault: record.powerFault, driver: driverName };
+    try {
+      if (!this.agents) throw new Error('no agent client');
+      return { power_state: await driver.getPowerState(node, { agents: this.agents }), source: 'bmc', ...known };
+    } catch (err) {
+      // The BMC did not answer: say so, with the last state the service knew.
+      return { power_state: record.powerState, source: 'last known', error: (err as Error).message, ...known };
+    }
+  }
+
+  async changePower(name: string, target: PowerTarget): Promise<CommandResult> {
+    const node = await this.require(name);
+    if (!node.driver) throw new BadRequest(`${name} has no power driver`);
+    return this.workflows.power(name, node.state, target);
+  }
+
+  private async require(name: string): Promise<NodeRecord> {
+    const node = await getNode(this.knex, name);
+    if (!node) throw new NotFound(`no node ${name}`, { hostname: name });
+    return node;
+  }
+}
