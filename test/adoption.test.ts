@@ -1,11 +1,16 @@
+import fs from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { loadOrCreateIdentity } from '../src/identity/identity';
 import type { AddressInfo } from 'node:net';
 import { nodeWorkflowId } from '../workflows/definitions';
 import { startBmc, type Bmc } from './support/bmc';
 import { waitForTask } from './support/fleet';
 import { HttpClient, type HttpResponse } from './support/http-client';
-import { nodeState, startTestService, type TestService } from './support/harness';
+import { nodeState, startTestAgent, startTestService, type TestService } from './support/harness';
 import { nextLoopbackAddress } from './support/ports';
+import { nodectl } from './support/nodectl';
 import { waitFor } from './support/wait-for';
 
 let ts: TestService;
@@ -116,6 +121,68 @@ describe("the seed's adoption, against a real BMC", () => {
     expectError(res, 409);
     expect(res.body.error).toMatchObject({ state: 'enroll', allowed: ['manage'] });
     expectError(await provision(name, 'deploy'), 400, 'target');
+  });
+});
+
+describe("the seed's example with nodectl", () => {
+  test('create, manage --wait, adopt --wait take a node from enroll to active; the BMC is not touched', async () => {
+    const name = ts.hostname('cli');
+    const info = bmc.driverInfo();
+    const created = await nodectl(ts, [
+      'nodes', 'create', name, '--driver', 'ipmi',
+      ...Object.entries(info).flatMap(([k, v]) => ['--driver-info', `${k}=${v}`]),
+      '--instance-info', `image_source=${imageUrl}`,
+      '--port', nextMac(),
+    ]);
+    expect(created.code).toBe(0);
+    expect(created.stdout).toMatch(new RegExp(`${name}\\s+enroll\\s+ipmi`));
+    seen.push(created.stdout, created.stderr);
+
+    const managed = await nodectl(ts, ['nodes', 'manage', name, '--wait']);
+    expect(managed).toMatchObject({ code: 0, stdout: `${name}: manage succeeded; now manageable\n` });
+    const adopted = await nodectl(ts, ['nodes', 'adopt', name, '--wait']);
+    expect(adopted).toMatchObject({ code: 0, stdout: `${name}: adopt succeeded; now active\n` });
+    expect(await bmc.power()).toBe('power off');
+
+    const power = await nodectl(ts, ['nodes', 'power', name]);
+    expect(power.stdout).toMatch(/power off\s+power off\s+no\s+bmc/);
+    const wrong = await nodectl(ts, ['nodes', 'adopt', name]);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain('409 invalid_state');
+    seen.push(managed.stdout, adopted.stdout, power.stdout, wrong.stderr);
+    // An active node is not deleted: only enroll, manageable and adopt failed allow it.
+    expect((await nodectl(ts, ['nodes', 'delete', name])).code).toBe(1);
+  });
+});
+
+describe('the agent driver, for nodes without a BMC', () => {
+  test('a node enrolled by its agent key is managed and adopted through its agent, and reboots softly', async () => {
+    const name = ts.hostname('no-bmc-agent');
+    const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nl-agentdrv-'));
+    const fingerprint = (await loadOrCreateIdentity(stateDir, name)).fingerprint;
+    const enrolled = await api.post('/api/v1/nodes', {
+      name,
+      driver: 'agent',
+      driver_info: { agent_fingerprint: fingerprint },
+      instance_info: { image_source: imageUrl },
+    });
+    expect(enrolled.status).toBe(201);
+    const agent = await startTestAgent(ts, name, { stateDir });
+    try {
+      await waitFor(() => api.get(`/api/v1/nodes/${name}`), (r) => r.body.address !== null, { what: 'the agent to announce' });
+
+      await waitForTask(ts, (await provision(name, 'manage')).body.task_id);
+      await waitForTask(ts, (await provision(name, 'adopt')).body.task_id);
+      expect(await nodeState(ts, name)).toBe('active');
+
+      const reboot = await api.request('PUT', `/api/v1/nodes/${name}/states/power`, { json: { target: 'rebooting' } });
+      expect((await waitForTask(ts, reboot.body.task_id)).body.status).toBe('succeeded');
+      const off = await api.request('PUT', `/api/v1/nodes/${name}/states/power`, { json: { target: 'power off' } });
+      const refused = (await waitForTask(ts, off.body.task_id)).body;
+      expect(refused).toMatchObject({ status: 'failed', error: 'the agent driver cannot power a node off; it has no BMC' });
+    } finally {
+      await agent.stop();
+    }
   });
 });
 

@@ -1,13 +1,9 @@
-import { execFile } from 'node:child_process';
-import path from 'node:path';
-import { promisify } from 'node:util';
-import { PROJECT_ROOT } from '../src/config';
 import type { Fleet } from '../src/fleet/simulator';
 import { startActiveFleet } from './support/fleet';
 import { nodeState, startTestAgent, startTestService, type TestAgent, type TestService } from './support/harness';
+import { nodectl as runNodectl } from './support/nodectl';
 import { waitFor } from './support/wait-for';
 
-const run = promisify(execFile);
 let ts: TestService;
 let fleet: Fleet;
 let newcomer: TestAgent;
@@ -24,17 +20,7 @@ afterAll(async () => {
   await ts?.stop();
 });
 
-/** Runs bin/nodectl as an operator would; never throws, returns what it printed and its exit code. */
-async function nodectl(args: string[], env: Record<string, string> = {}) {
-  const withServer = env.DATA_DIR ? args : ['--server', ts.service.apiUrl!, '--token', ts.service.apiToken, ...args];
-  try {
-    const { stdout, stderr } = await run(path.join(PROJECT_ROOT, 'bin', 'nodectl'), withServer, { env: { ...process.env, NODE_OPTIONS: '', ...env } });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const nodectl = (args: string[], env: Record<string, string> = {}) => runNodectl(ts, args, env);
 
 test('unmanaged, then accept --wait takes a node to active', async () => {
   const listed = await nodectl(['nodes', 'unmanaged']);

@@ -10,6 +10,11 @@ const USAGE = `nodectl: drive the node lifecycle service
   nodectl nodes accept NAME --fingerprint SHA256:... [--wait]  accept a node by its key fingerprint
   nodectl nodes reinitialize NAME [--wait]                     retry initialization of a failed node
   nodectl nodes commission|decommission|maintenance [--extra-vars JSON] [--no-wait] NAME...
+  nodectl nodes create NAME --driver ipmi|agent --driver-info k=v... [--instance-info k=v...] [--port MAC...]
+  nodectl nodes set NAME [--driver-info k=v...] [--instance-info k=v...]   (k= removes a key)
+  nodectl nodes manage|adopt NAME [--wait]                     Ironic's provision verbs
+  nodectl nodes power NAME on|off|reboot [--wait]              read with: nodectl nodes power NAME
+  nodectl nodes delete NAME                                    only in enroll, manageable or adopt failed
   nodectl tasks get ID
 
 flags: --server URL (NODECTL_SERVER)  --token TOKEN (NODECTL_TOKEN)  --data-dir DIR (DATA_DIR)  --json
@@ -38,6 +43,10 @@ async function main(argv: string[], out: Out): Promise<number> {
       'no-wait': { type: 'boolean', default: false },
       fingerprint: { type: 'string' },
       'extra-vars': { type: 'string' },
+      driver: { type: 'string' },
+      'driver-info': { type: 'string', multiple: true },
+      'instance-info': { type: 'string', multiple: true },
+      port: { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -62,6 +71,23 @@ async function main(argv: string[], out: Out): Promise<number> {
     case 'reinitialize':
       if (names.length !== 1) throw new CliError('usage: nodectl nodes reinitialize NAME', 2);
       return reinitialize(api, names[0]!, options, out);
+    case 'create':
+      if (names.length !== 1 || !values.driver) throw new CliError('usage: nodectl nodes create NAME --driver DRIVER --driver-info k=v ... [--port MAC]', 2);
+      return create(api, names[0]!, values.driver, values['driver-info'] ?? [], values['instance-info'] ?? [], values.port ?? [], options, out);
+    case 'set':
+      if (names.length !== 1) throw new CliError('usage: nodectl nodes set NAME [--driver-info k=v ...] [--instance-info k=v ...]', 2);
+      return setInfo(api, names[0]!, values['driver-info'] ?? [], values['instance-info'] ?? [], options, out);
+    case 'manage':
+    case 'adopt':
+      if (names.length !== 1) throw new CliError(`usage: nodectl nodes ${verb} NAME [--wait]`, 2);
+      return provision(api, names[0]!, verb, options, out);
+    case 'delete':
+      if (names.length !== 1) throw new CliError('usage: nodectl nodes delete NAME', 2);
+      await api.request('DELETE', `/api/v1/nodes/${encodeURIComponent(names[0]!)}`);
+      out(`${names[0]} deleted`);
+      return 0;
+    case 'power':
+      return power(api, names, options, out);
     case 'commission':
     case 'decommission':
     case 'maintenance':
@@ -131,6 +157,76 @@ async function bulk(api: ApiClient, kind: string, names: string[], options: Opti
     out(`${kind} ${task.status}: ${task.progress.succeeded} succeeded, ${task.progress.failed} failed (task ${task.id})`);
   }
   return task.status === 'succeeded' && failedNodes.length === 0 ? 0 : 1;
+}
+
+/** k=v pairs into an object; `k=` asks to remove k (sent as null). */
+function pairs(items: string[], flag: string): Record<string, string | null> {
+  const result: Record<string, string | null> = {};
+  for (const item of items) {
+    const at = item.indexOf('=');
+    if (at <= 0) throw new CliError(`--${flag} takes key=value, got ${JSON.stringify(item)}`, 2);
+    const value = item.slice(at + 1);
+    result[item.slice(0, at)] = value === '' ? null : value;
+  }
+  return result;
+}
+
+function showNode(node: any, options: Options, out: Out): void {
+  if (options.json) out(JSON.stringify(node, null, 2));
+  else
+    out(
+      table(
+        ['NAME', 'STATE', 'DRIVER', 'POWER', 'LAST ERROR'],
+        [[node.hostname, node.state, node.driver, node.power_state, node.last_error]],
+      ),
+    );
+}
+
+async function create(api: ApiClient, name: string, driver: string, driverInfo: string[], instanceInfo: string[], ports: string[], options: Options, out: Out) {
+  const node = await api.request('POST', '/api/v1/nodes', {
+    name,
+    driver,
+    driver_info: pairs(driverInfo, 'driver-info'),
+    ...(instanceInfo.length > 0 ? { instance_info: pairs(instanceInfo, 'instance-info') } : {}),
+    ports: ports.map((address) => ({ address })),
+  });
+  showNode(node, options, out);
+  return 0;
+}
+
+async function setInfo(api: ApiClient, name: string, driverInfo: string[], instanceInfo: string[], options: Options, out: Out) {
+  const body: Record<string, unknown> = {};
+  if (driverInfo.length > 0) body.driver_info = pairs(driverInfo, 'driver-info');
+  if (instanceInfo.length > 0) body.instance_info = pairs(instanceInfo, 'instance-info');
+  showNode(await api.request('PATCH', `/api/v1/nodes/${encodeURIComponent(name)}`, body), options, out);
+  return 0;
+}
+
+async function provision(api: ApiClient, name: string, verb: string, options: Options, out: Out): Promise<number> {
+  const started = await api.request('PUT', `/api/v1/nodes/${encodeURIComponent(name)}/states/provision`, { target: verb });
+  if (!options.wait) {
+    out(options.json ? JSON.stringify(started) : `${name}: ${verb} started (task ${started.task_id})`);
+    return 0;
+  }
+  const task = await waitForTask(api, started.task_id, () => undefined);
+  const node = await api.request('GET', `/api/v1/nodes/${encodeURIComponent(name)}`);
+  if (options.json) out(JSON.stringify(node, null, 2));
+  else out(`${name}: ${verb} ${task.status}; now ${node.state}${node.last_error ? ` (last_error: ${node.last_error})` : ''}`);
+  return task.status === 'succeeded' ? 0 : 1;
+}
+
+async function power(api: ApiClient, args: string[], options: Options, out: Out): Promise<number> {
+  const [name, target] = args;
+  const targets: Record<string, string> = { on: 'power on', off: 'power off', reboot: 'rebooting' };
+  if (!name || args.length > 2 || (target && !targets[target])) throw new CliError('usage: nodectl nodes power NAME [on|off|reboot]', 2);
+  const path = `/api/v1/nodes/${encodeURIComponent(name)}/states/power`;
+  if (!target) {
+    const state = await api.request('GET', path);
+    out(options.json ? JSON.stringify(state, null, 2) : table(['NAME', 'POWER', 'ENFORCED', 'FAULT', 'SOURCE'], [[name, state.power_state, state.enforced_power_state, state.power_fault ? 'yes' : 'no', state.source]]));
+    return 0;
+  }
+  const started = await api.request('PUT', path, { target: targets[target] });
+  return followNodeTask(api, started.task_id, `${name}: ${targets[target]}`, options, out);
 }
 
 async function waitForTask(api: ApiClient, taskId: string, onProgress: (p: Progress) => void): Promise<any> {
