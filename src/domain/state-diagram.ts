@@ -1,4 +1,4 @@
-import { NODE_STATES, PREVIOUS, STABLE_STATES, TARGET_OF, TRANSITIONS } from './states';
+import { ENTRY_STATES, NODE_STATES, PREVIOUS, STABLE_STATES, TARGET_OF, TRANSITIONS } from './states';
 
 const id = (state: string) => state.replace(/ /g, '_');
 
@@ -10,7 +10,7 @@ export function renderStateDiagram(): string {
   const lines = ['```mermaid', 'stateDiagram-v2'];
   // Mermaid ids cannot hold spaces ("adopt failed"): declare such states with a label.
   for (const state of NODE_STATES) if (state !== id(state)) lines.push(`    state "${state}" as ${id(state)}`);
-  lines.push('    [*] --> unmanaged: agent announces', '    [*] --> enroll: POST /api/v1/nodes');
+  for (const [state, how] of Object.entries(ENTRY_STATES)) lines.push(`    [*] --> ${id(state)}: ${how}`);
   for (const t of TRANSITIONS) {
     // A return to the previous state is drawn to each state the transient one can be entered from.
     const targets = t.to === PREVIOUS ? TRANSITIONS.filter((e) => e.to === t.from).map((e) => e.from) : [t.to];

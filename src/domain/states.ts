@@ -22,6 +22,12 @@ export const NODE_STATES = [
 ] as const;
 export type NodeState = (typeof NODE_STATES)[number];
 
+/** Where a node's life begins, and what begins it. */
+export const ENTRY_STATES: Partial<Record<NodeState, string>> = {
+  unmanaged: 'agent announces',
+  enroll: 'POST /api/v1/nodes',
+};
+
 /** Stable states wait for an operator or an event; the others are work in progress. */
 export const STABLE_STATES: readonly NodeState[] = [
   'unmanaged',
