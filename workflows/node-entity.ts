@@ -148,18 +148,17 @@ export class NodeEntity {
     }
   }
 
-  /** accept / reinitialize: persist the transition and its task, then let the main loop initialize. */
-  async command(verb: InitTrigger, taskId: string, cause: string, requireFingerprint?: string): Promise<CommandResult> {
+  /**
+   * Applies an operator verb's transition, one command at a time (a second is refused while the first
+   * is persisted), and surfaces the database's refusal as the update's failure, not as a stuck task.
+   */
+  private async exclusively(verb: NodeEvent, apply: () => Promise<void>): Promise<CommandResult> {
     this.validate(verb);
     this.busy = true;
     try {
-      await this.transition({ event: verb, cause, taskId, startsTask: { kind: verb }, lastError: null, requireFingerprint });
-      this.taskId = taskId;
-      this.lastError = null;
-      this.pendingInit = verb;
-      return { task_id: taskId, state: this.state };
+      await apply();
+      return { task_id: this.taskId!, state: this.state };
     } catch (err) {
-      // Surface the database's refusal as the update's failure, not as a stuck workflow task.
       if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) throw err.cause;
       throw err;
     } finally {
@@ -167,16 +166,23 @@ export class NodeEntity {
     }
   }
 
+  /** accept / reinitialize: persist the transition and its task, then let the main loop initialize. */
+  command(verb: InitTrigger, taskId: string, cause: string, requireFingerprint?: string): Promise<CommandResult> {
+    return this.exclusively(verb, async () => {
+      await this.transition({ event: verb, cause, taskId, startsTask: { kind: verb }, lastError: null, requireFingerprint });
+      this.taskId = taskId;
+      this.lastError = null;
+      this.pendingInit = verb;
+    });
+  }
+
   /**
    * manage / adopt: persist the transition and its task. Where the verb leads straight to a stable
    * state (manage from adopt failed), the task ends with it; otherwise the main loop does the work.
    */
-  async provision(verb: 'manage' | 'adopt', taskId: string): Promise<CommandResult> {
-    this.validate(verb);
-    this.busy = true;
-    try {
-      const next = nextState(this.state, verb)!;
-      const immediate = TARGET_OF[next] === undefined;
+  provision(verb: 'manage' | 'adopt', taskId: string): Promise<CommandResult> {
+    return this.exclusively(verb, async () => {
+      const immediate = TARGET_OF[nextState(this.state, verb)!] === undefined;
       await this.transition({
         event: verb,
         cause: `${verb} requested through the API`,
@@ -186,13 +192,7 @@ export class NodeEntity {
       });
       this.taskId = taskId;
       if (!immediate) this.pendingProvision = verb;
-      return { task_id: taskId, state: this.state };
-    } catch (err) {
-      if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) throw err.cause;
-      throw err;
-    } finally {
-      this.busy = false;
-    }
+    });
   }
 
   validatePower(): void {

@@ -1,3 +1,5 @@
+import type { TaskProgress } from '../db/operations-repo';
+
 /** Plain-text tables and the progress bar; no colours, so output pipes and logs cleanly. */
 export function table(headers: string[], rows: (string | number | null | undefined)[][]): string {
   const cells = [headers, ...rows.map((r) => r.map((c) => (c === null || c === undefined ? '-' : String(c))))];
@@ -5,14 +7,8 @@ export function table(headers: string[], rows: (string | number | null | undefin
   return cells.map((r) => r.map((c, i) => (i === r.length - 1 ? c : (c ?? '').padEnd(widths[i]!))).join('  ')).join('\n');
 }
 
-export interface Progress {
-  total: number;
-  queued: number;
-  running: number;
-  waiting: number;
-  succeeded: number;
-  failed: number;
-}
+/** A bulk task's progress as GET /api/v1/tasks/{id} shows it. */
+export type Progress = Omit<TaskProgress, 'stepFailures'>;
 
 export function progressLine(p: Progress, width = 30): string {
   const done = p.succeeded + p.failed;

@@ -231,7 +231,7 @@ export interface TaskProgress {
   waiting: number;
   succeeded: number;
   failed: number;
-  /** Rows that did their own work and were not rolled back: waiting, or finished without error. */
+  /** Rows whose own step failed (waiting or failed, with an error): they decide a commission's rollback. */
   stepFailures: number;
 }
 
