@@ -167,9 +167,12 @@ describe('the agent driver, for nodes without a BMC', () => {
       instance_info: { image_source: imageUrl },
     });
     expect(enrolled.status).toBe(201);
-    const agent = await startTestAgent(ts, name, { stateDir });
+    let readyDelivered = false;
+    const agent = await startTestAgent(ts, name, { stateDir, onReadySent: () => (readyDelivered = true) });
     try {
       await waitFor(() => api.get(`/api/v1/nodes/${name}`), (r) => r.body.address !== null, { what: 'the agent to announce' });
+      // Told it is accepted, the agent sends its ready message: with no workflow yet, it is taken and dropped.
+      await waitFor(async () => readyDelivered, Boolean, { what: 'the ready message to be taken' });
 
       await waitForTask(ts, (await provision(name, 'manage')).body.task_id);
       await waitForTask(ts, (await provision(name, 'adopt')).body.task_id);

@@ -22,7 +22,7 @@ export class EnrollmentService {
   constructor(
     private readonly knex: Knex,
     private readonly workflows: NodeWorkflows,
-    private readonly agents: AgentClient | undefined,
+    private readonly agents: AgentClient,
   ) {}
 
   async enroll(request: EnrollRequest): Promise<NodeRecord> {
@@ -74,7 +74,6 @@ export class EnrollmentService {
     const driver = getDriver(driverName)!;
     const known = { enforced_power_state: record.enforcedPowerState, power_fault: record.powerFault, driver: driverName };
     try {
-      if (!this.agents) throw new Error('no agent client');
       return { power_state: await driver.getPowerState(node, { agents: this.agents }), source: 'bmc', ...known };
     } catch (err) {
       // The BMC did not answer: say so, with the last state the service knew.

@@ -95,8 +95,16 @@ export class NodeWorkflows {
     );
   }
 
+  /** Relays the agent's ready message. A node enrolled by its BMC has no workflow before manage: nothing waits for it. */
   ready(hostname: string): Promise<void> {
-    return translate(hostname, () => this.client.getHandle(nodeWorkflowId(hostname)).signal(readySignal));
+    return translate(hostname, () =>
+      this.client
+        .getHandle(nodeWorkflowId(hostname))
+        .signal(readySignal)
+        .catch((err: unknown) => {
+          if (!(err instanceof WorkflowNotFoundError)) throw err;
+        }),
+    );
   }
 
   status(hostname: string): Promise<NodeStatus> {
