@@ -1,11 +1,11 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { sweepReachability } from '../src/db/events-repo';
-import { getNode, saveFacts, setLastError } from '../src/db/nodes-repo';
+import { saveFacts, setLastError } from '../src/db/nodes-repo';
 import { DomainError } from '../src/domain/errors';
 import { applyTransition, type TransitionOutcome, type TransitionRequest } from '../src/domain/transition';
-import { PinnedKeyMismatch } from '../src/identity/pinned-tls';
 import { AGENT_PATHS, type PingResponse } from '../src/protocol';
-import { agentEndpoint, type AgentEndpoint } from './agent-client';
+import type { AgentEndpoint } from './agent-client';
+import { withNodeAgent } from './node-agent';
 import { createOperationActivities, type OperationDeps } from './operations';
 import { createPowerSyncActivities } from './power-sync';
 import { createProvisioningActivities } from './provisioning';
@@ -19,21 +19,7 @@ export interface ActivityDeps extends OperationDeps {
 export function createActivities(deps: ActivityDeps) {
   const { knex, agents } = deps;
 
-  async function endpoint(hostname: string): Promise<AgentEndpoint> {
-    const node = await getNode(knex, hostname);
-    if (!node) throw ApplicationFailure.nonRetryable(`node ${hostname} is not in the inventory`, 'NotFound');
-    return agentEndpoint(node);
-  }
-
-  /** A changed key is a security event, not a blip: retrying cannot help. */
-  async function onAgent<T>(hostname: string, work: (node: AgentEndpoint) => Promise<T>): Promise<T> {
-    try {
-      return await work(await endpoint(hostname));
-    } catch (err) {
-      if (err instanceof PinnedKeyMismatch) throw ApplicationFailure.nonRetryable(`${hostname}: ${err.message}`, 'PinnedKeyMismatch');
-      throw err;
-    }
-  }
+  const onAgent = <T>(hostname: string, work: (node: AgentEndpoint) => Promise<T>) => withNodeAgent(knex, hostname, work);
 
   return {
     ...createOperationActivities(deps),

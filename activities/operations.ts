@@ -1,13 +1,12 @@
 import { heartbeat, activityInfo } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Knex } from 'knex';
-import { getNode } from '../src/db/nodes-repo';
 import * as queue from '../src/db/operations-repo';
 import type { OperationKind } from '../src/domain/states';
-import { PinnedKeyMismatch } from '../src/identity/pinned-tls';
 import { AGENT_PATHS } from '../src/protocol';
 import type { HookResult } from '../src/agent/hooks';
-import { AgentClient, AgentOperationFailed, agentEndpoint } from './agent-client';
+import { AgentClient, AgentOperationFailed } from './agent-client';
+import { withNodeAgent } from './node-agent';
 
 /** Signals node workflows: the one way activities reach other workflows. */
 export type NodeSignaller = (hostnames: string[], signal: string, args?: unknown[]) => Promise<void>;
@@ -52,27 +51,24 @@ export function createOperationActivities(deps: OperationDeps) {
 
     /** Runs the node's hook for a step. Waits for an unreachable node (retries) within the operation timeout. */
     async runHook(input: { hostname: string; operationId: number; hook: OperationKind }): Promise<HookResult> {
-      const node = await getNode(knex, input.hostname);
-      if (!node) throw ApplicationFailure.nonRetryable(`node ${input.hostname} is not in the inventory`, 'NotFound');
       const op = await knex('operations').select('extra_vars').where({ id: input.operationId }).first();
       const extraVars = { ...deps.clusterExtraVars, ...(op?.extra_vars ?? {}) };
-      try {
-        // A retry after a timeout carries the same id and joins the run still going on the agent.
-        return await deps.agents.call<HookResult>(agentEndpoint(node), 'POST', `${AGENT_PATHS.hooks}/${input.hook}`, {
-          operation_id: `${input.operationId}:${input.hook}`,
-          extra_vars: extraVars,
-        });
-      } catch (err) {
-        if (err instanceof PinnedKeyMismatch) throw ApplicationFailure.nonRetryable(`${input.hostname}: ${err.message}`, 'PinnedKeyMismatch');
-        if (err instanceof AgentOperationFailed && err.status === 400) throw ApplicationFailure.nonRetryable(err.message, 'BadRequest');
-        throw err;
-      }
+      return withNodeAgent(knex, input.hostname, async (agent) => {
+        try {
+          // A retry after a timeout carries the same id and joins the run still going on the agent.
+          return await deps.agents.call<HookResult>(agent, 'POST', `${AGENT_PATHS.hooks}/${input.hook}`, {
+            operation_id: `${input.operationId}:${input.hook}`,
+            extra_vars: extraVars,
+          });
+        } catch (err) {
+          if (err instanceof AgentOperationFailed && err.status === 400) throw ApplicationFailure.nonRetryable(err.message, 'BadRequest');
+          throw err;
+        }
+      });
     },
 
     async setMonitoringSilenced(input: { hostname: string; silenced: boolean }): Promise<void> {
-      const node = await getNode(knex, input.hostname);
-      if (!node) throw ApplicationFailure.nonRetryable(`node ${input.hostname} is not in the inventory`, 'NotFound');
-      await deps.agents.call(agentEndpoint(node), 'POST', AGENT_PATHS.silence, { silenced: input.silenced });
+      await withNodeAgent(knex, input.hostname, (agent) => deps.agents.call(agent, 'POST', AGENT_PATHS.silence, { silenced: input.silenced }));
     },
 
     async markOperationWaiting(input: { operationId: number; error: string | null; result: Record<string, unknown> }): Promise<void> {

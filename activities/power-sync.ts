@@ -1,6 +1,7 @@
 import { heartbeat } from '@temporalio/activity';
 import type { Knex } from 'knex';
 import { driverNode, recordPowerState } from '../src/db/enrollment-repo';
+import { forEachLimited } from '../src/concurrency';
 import { getDriver } from '../src/drivers';
 import type { AgentClient } from './agent-client';
 
@@ -28,39 +29,34 @@ export function createPowerSyncActivities(deps: { knex: Knex; agents: AgentClien
       const corrected: string[] = [];
       const faulted: string[] = [];
       const cleared: string[] = [];
-      let next = 0;
-      const lane = async () => {
-        while (next < rows.length) {
-          const row = rows[next++]!;
-          heartbeat(next);
-          try {
-            const { driver: name, node } = await driverNode(knex, row.hostname);
-            const driver = getDriver(name)!;
-            const actual = await driver.getPowerState(node, { agents: deps.agents });
-            if (actual !== row.enforced_power_state) {
-              await driver.setPowerState(node, row.enforced_power_state, { agents: deps.agents });
-              corrected.push(row.hostname);
-            }
-            await recordPowerState(knex, row.hostname, row.enforced_power_state);
-            if (row.power_fault) cleared.push(row.hostname);
-            await knex('nodes')
-              .where({ hostname: row.hostname })
-              .update({
-                power_sync_failures: 0,
-                power_fault: false,
-                last_error: knex.raw("case when last_error like 'power sync:%' then null else last_error end"),
-              });
-          } catch (err) {
-            const failures = row.power_sync_failures + 1;
-            const fault = failures >= POWER_FAULT_AFTER;
-            if (fault && !row.power_fault) faulted.push(row.hostname);
-            await knex('nodes')
-              .where({ hostname: row.hostname })
-              .update({ power_sync_failures: failures, power_fault: fault, ...(fault ? { last_error: `power sync: ${(err as Error).message}` } : {}) });
+      await forEachLimited(rows, 8, async (row, index) => {
+        heartbeat(index);
+        try {
+          const { driver: name, node } = await driverNode(knex, row.hostname);
+          const driver = getDriver(name)!;
+          const actual = await driver.getPowerState(node, { agents: deps.agents });
+          if (actual !== row.enforced_power_state) {
+            await driver.setPowerState(node, row.enforced_power_state, { agents: deps.agents });
+            corrected.push(row.hostname);
           }
+          await recordPowerState(knex, row.hostname, row.enforced_power_state);
+          if (row.power_fault) cleared.push(row.hostname);
+          await knex('nodes')
+            .where({ hostname: row.hostname })
+            .update({
+              power_sync_failures: 0,
+              power_fault: false,
+              last_error: knex.raw("case when last_error like 'power sync:%' then null else last_error end"),
+            });
+        } catch (err) {
+          const failures = row.power_sync_failures + 1;
+          const fault = failures >= POWER_FAULT_AFTER;
+          if (fault && !row.power_fault) faulted.push(row.hostname);
+          await knex('nodes')
+            .where({ hostname: row.hostname })
+            .update({ power_sync_failures: failures, power_fault: fault, ...(fault ? { last_error: `power sync: ${(err as Error).message}` } : {}) });
         }
-      };
-      await Promise.all(Array.from({ length: Math.min(8, rows.length) }, lane));
+      });
       const events = [
         ['power_corrected', corrected],
         ['power_fault', faulted],

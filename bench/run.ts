@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker, bundleWorkflowCode } from '@temporalio/worker';
 import knexFactory from 'knex';
+import { forEachLimited } from '../src/concurrency';
 import { loadConfig } from '../src/config';
 import { Fleet } from '../src/fleet/simulator';
 import { startService } from '../src/service';
@@ -29,13 +30,6 @@ function percentile(sorted: number[], p: number): number {
 function summary(values: number[]) {
   const sorted = [...values].sort((a, b) => a - b);
   return { count: sorted.length, p50_ms: percentile(sorted, 50), p99_ms: percentile(sorted, 99), max_ms: sorted.at(-1) ?? NaN };
-}
-
-async function pool<T>(items: T[], parallel: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: parallel }, async () => {
-    while (next < items.length) await work(items[next++]!);
-  }));
 }
 
 async function main(): Promise<void> {
@@ -76,7 +70,7 @@ async function main(): Promise<void> {
   const announced = Date.now();
   log(`all announced in ${announced - t0} ms; accepting`);
 
-  await pool(names, 16, async (n) => {
+  await forEachLimited(names, 16, async (n) => {
     const res = await api('POST', `/api/v1/unmanaged_nodes/${n}/accept`, { hostname: n, fingerprint: fleet.fingerprint(n) });
     if (res.status !== 202) throw new Error(`accept ${n}: ${res.status} ${JSON.stringify(res.body)}`);
   });

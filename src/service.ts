@@ -75,6 +75,8 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
     // worker presents it to agents.
     const serverIdentity = await loadOrCreateIdentity(path.join(config.dataDir, 'server-identity'), 'node-lifecycle-server');
 
+    // One agent client per process: the worker's activities and the API's live power reads share it.
+    const agents = new AgentClient(serverIdentity, config.agentRequestTimeoutMs);
     const connection = await Connection.connect({ address: temporalAddress });
     stack.push(() => connection.close());
     await ensureNodeStateAttribute(connection, config.temporalNamespace);
@@ -96,7 +98,7 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
         taskQueue: config.taskQueue,
         activities: createActivities({
           knex: db.knex,
-          agents: new AgentClient(serverIdentity, config.agentRequestTimeoutMs),
+          agents,
           monitoringEndpoint: config.monitoringEndpoint,
           nodeServices: config.nodeServices,
           maxConcurrentOperations: config.maxConcurrentOperations,
@@ -133,7 +135,7 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
         knex: db.knex,
         nodes: new NodeService(db.knex, workflows, serverIdentity.fingerprint),
         operations: new OperationService(db.knex, client.workflow, config.taskQueue),
-        enrollment: new EnrollmentService(db.knex, workflows, new AgentClient(serverIdentity, config.agentRequestTimeoutMs)),
+        enrollment: new EnrollmentService(db.knex, workflows, agents),
         workflows,
         apiToken,
         temporalHealthy: async () => {

@@ -108,7 +108,8 @@ async function stopOrphan(pidFile: string, dbFile: string): Promise<void> {
   await fsp.rm(pidFile, { force: true });
 }
 
-function isAlive(pid: number): boolean {
+/** True while the process runs (a zombie has exited already). */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');

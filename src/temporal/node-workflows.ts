@@ -7,6 +7,7 @@ import {
   type WorkflowClient,
 } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
+import { forEachLimited } from '../concurrency';
 import { domainErrorFromName, InvalidState, NotFound, Unavailable } from '../domain/errors';
 import type { NodeState } from '../domain/states';
 import type { nodeLifecycle } from '../../workflows/node-lifecycle';
@@ -115,19 +116,14 @@ export class NodeWorkflows {
 /** Signals many node workflows, a bounded number at a time; a node without a workflow is skipped. */
 export function nodeSignaller(client: WorkflowClient, parallel = 32) {
   return async (hostnames: string[], signal: string, args: unknown[] = []): Promise<void> => {
-    let next = 0;
-    const lane = async () => {
-      while (next < hostnames.length) {
-        const hostname = hostnames[next++]!;
-        await client
-          .getHandle(nodeWorkflowId(hostname))
-          .signal(signal, ...args)
-          .catch((err: unknown) => {
-            if (!(err instanceof WorkflowNotFoundError)) throw err;
-          });
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(parallel, hostnames.length) }, lane));
+    await forEachLimited(hostnames, parallel, (hostname) =>
+      client
+        .getHandle(nodeWorkflowId(hostname))
+        .signal(signal, ...args)
+        .catch((err: unknown) => {
+          if (!(err instanceof WorkflowNotFoundError)) throw err;
+        }),
+    );
   };
 }
 

@@ -1,5 +1,4 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../../src/config';
 
@@ -26,11 +25,5 @@ export function runTs(entry: string, args: string[], env: Record<string, string>
   return { child, output: () => out, exited };
 }
 
-export function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
+/** The dev server supervisor's own liveness check, so tests judge processes as the service does. */
+export { isAlive as isRunning } from '../../src/temporal/dev-server';
