@@ -1,16 +1,17 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { sweepReachability } from '../src/db/events-repo';
 import { saveFacts, setLastError } from '../src/db/nodes-repo';
-import { DomainError } from '../src/domain/errors';
 import { applyTransition, type TransitionOutcome, type TransitionRequest } from '../src/domain/transition';
 import { AGENT_PATHS, type PingResponse } from '../src/protocol';
 import type { AgentEndpoint } from './agent-client';
+import { asFailure } from './failures';
+import { keepAlive } from './heartbeat';
 import { withNodeAgent } from './node-agent';
 import { createOperationActivities, type OperationDeps } from './operations';
-import { createPowerSyncActivities } from './power-sync';
+import { createPowerSyncActivities, type PowerSyncDeps } from './power-sync';
 import { createProvisioningActivities } from './provisioning';
 
-export interface ActivityDeps extends OperationDeps {
+export interface ActivityDeps extends OperationDeps, PowerSyncDeps {
   monitoringEndpoint: string;
   nodeServices: string[];
 }
@@ -30,10 +31,7 @@ export function createActivities(deps: ActivityDeps) {
       try {
         return await applyTransition(knex, req);
       } catch (err) {
-        if (err instanceof DomainError) {
-          throw ApplicationFailure.create({ message: err.message, type: err.name, nonRetryable: true, details: [err.details] });
-        }
-        throw err;
+        throw asFailure(err);
       }
     },
 
@@ -45,7 +43,7 @@ export function createActivities(deps: ActivityDeps) {
       await setLastError(knex, input.hostname, input.error);
     },
 
-    async pingNode(input: { hostname: string }): Promise<PingResponse> {
+    pingNode: keepAlive(async (input: { hostname: string }): Promise<PingResponse> => {
       return onAgent(input.hostname, async (node) => {
         const pong = await agents.call<PingResponse>(node, 'GET', AGENT_PATHS.ping);
         if (pong.hostname !== input.hostname) {
@@ -53,26 +51,26 @@ export function createActivities(deps: ActivityDeps) {
         }
         return pong;
       });
-    },
+    }),
 
     /** Stores the facts and returns only a summary: full facts stay out of the workflow history. */
-    async gatherFacts(input: { hostname: string }): Promise<{ keys: string[] }> {
+    gatherFacts: keepAlive(async (input: { hostname: string }): Promise<{ keys: string[] }> => {
       return onAgent(input.hostname, async (node) => {
         const facts = await agents.call<Record<string, unknown>>(node, 'GET', AGENT_PATHS.facts);
         await saveFacts(knex, input.hostname, facts);
         return { keys: Object.keys(facts) };
       });
-    },
+    }),
 
-    async configureMonitoring(input: { hostname: string }): Promise<{ config_file: string }> {
-      return onAgent(input.hostname, (node) =>
-        agents.call(node, 'POST', AGENT_PATHS.monitoring, { endpoint: deps.monitoringEndpoint }),
-      );
-    },
+    /** Idempotent on the agent: the same file with the same content, so a retry after a worker crash is harmless. */
+    configureMonitoring: keepAlive(async (input: { hostname: string }): Promise<{ config_file: string }> => {
+      return onAgent(input.hostname, (node) => agents.call(node, 'POST', AGENT_PATHS.monitoring, { endpoint: deps.monitoringEndpoint }));
+    }),
 
-    async startServices(input: { hostname: string }): Promise<{ services: Record<string, string> }> {
+    /** Idempotent on the agent: starting a running service leaves it running. */
+    startServices: keepAlive(async (input: { hostname: string }): Promise<{ services: Record<string, string> }> => {
       return onAgent(input.hostname, (node) => agents.call(node, 'POST', AGENT_PATHS.services, { services: deps.nodeServices }));
-    },
+    }),
   };
 }
 

@@ -1,15 +1,18 @@
 import { heartbeat, activityInfo } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
+import type { SignalDefinition } from '@temporalio/common';
 import type { Knex } from 'knex';
 import * as queue from '../src/db/operations-repo';
 import type { OperationKind } from '../src/domain/states';
 import { AGENT_PATHS } from '../src/protocol';
 import type { HookResult } from '../src/agent/hooks';
+import { NODE_SIGNALS, type GroupDecision, type NodeSignalName } from '../workflows/definitions';
 import { AgentClient, AgentOperationFailed } from './agent-client';
+import { keepAlive } from './heartbeat';
 import { withNodeAgent } from './node-agent';
 
 /** Signals node workflows: the one way activities reach other workflows. */
-export type NodeSignaller = (hostnames: string[], signal: string, args?: unknown[]) => Promise<void>;
+export type NodeSignaller = <Args extends unknown[]>(hostnames: string[], signal: SignalDefinition<Args>, ...args: Args) => Promise<void>;
 
 export interface OperationDeps {
   knex: Knex;
@@ -19,6 +22,11 @@ export interface OperationDeps {
   clusterExtraVars: Record<string, unknown>;
   signalNodes: NodeSignaller;
 }
+
+/** The wake-ups a bulk request sends its nodes: a signal by name (names cross payloads) with its arguments. */
+export type NotifyNodes =
+  | { signal: Exclude<NodeSignalName, 'groupDecision'> }
+  | { signal: 'groupDecision'; args: [GroupDecision] };
 
 /** What a node workflow needs to know of a queued operation. */
 export interface OperationRef {
@@ -40,17 +48,17 @@ export function createOperationActivities(deps: OperationDeps) {
 
     async requestSlot(input: { operationId: number }): Promise<boolean> {
       const { granted, wake } = await queue.requestSlot(knex, input.operationId, cap);
-      if (wake.length > 0) await deps.signalNodes(wake, 'slotGranted');
+      if (wake.length > 0) await deps.signalNodes(wake, NODE_SIGNALS.slotGranted);
       return granted;
     },
 
     async releaseSlot(input: { operationId: number }): Promise<void> {
       const handedTo = await queue.releaseSlot(knex, input.operationId, cap);
-      if (handedTo.length > 0) await deps.signalNodes(handedTo, 'slotGranted');
+      if (handedTo.length > 0) await deps.signalNodes(handedTo, NODE_SIGNALS.slotGranted);
     },
 
     /** Runs the node's hook for a step. Waits for an unreachable node (retries) within the operation timeout. */
-    async runHook(input: { hostname: string; operationId: number; hook: OperationKind }): Promise<HookResult> {
+    runHook: keepAlive(async (input: { hostname: string; operationId: number; hook: OperationKind }): Promise<HookResult> => {
       const op = await knex('operations').select('extra_vars').where({ id: input.operationId }).first();
       const extraVars = { ...deps.clusterExtraVars, ...(op?.extra_vars ?? {}) };
       return withNodeAgent(knex, input.hostname, async (agent) => {
@@ -65,11 +73,11 @@ export function createOperationActivities(deps: OperationDeps) {
           throw err;
         }
       });
-    },
+    }),
 
-    async setMonitoringSilenced(input: { hostname: string; silenced: boolean }): Promise<void> {
+    setMonitoringSilenced: keepAlive(async (input: { hostname: string; silenced: boolean }): Promise<void> => {
       await withNodeAgent(knex, input.hostname, (agent) => deps.agents.call(agent, 'POST', AGENT_PATHS.silence, { silenced: input.silenced }));
-    },
+    }),
 
     async markOperationWaiting(input: { operationId: number; error: string | null; result: Record<string, unknown> }): Promise<void> {
       await queue.markWaiting(knex, input.operationId, input.error, input.result);
@@ -91,17 +99,15 @@ export function createOperationActivities(deps: OperationDeps) {
     // --- the bulk request's side ---
 
     /** Wakes every node of a request, in pages; the heartbeat remembers how far a retry can skip. */
-    async notifyNodesOfTask(input: { taskId: string; signal: string; args?: unknown[]; statuses?: queue.OperationStatus[] }): Promise<number> {
+    async notifyNodesOfTask(input: { taskId: string; statuses?: queue.OperationStatus[] } & NotifyNodes): Promise<number> {
       let afterId = (activityInfo().heartbeatDetails as number | undefined) ?? 0;
       let sent = 0;
       for (;;) {
         const page = await queue.hostnamesOfTask(knex, input.taskId, { afterId, limit: 500, statuses: input.statuses });
         if (page.length === 0) return sent;
-        await deps.signalNodes(
-          page.map((p) => p.hostname),
-          input.signal,
-          input.args,
-        );
+        const hostnames = page.map((p) => p.hostname);
+        if (input.signal === 'groupDecision') await deps.signalNodes(hostnames, NODE_SIGNALS.groupDecision, ...input.args);
+        else await deps.signalNodes(hostnames, NODE_SIGNALS[input.signal]);
         sent += page.length;
         afterId = page[page.length - 1]!.id;
         heartbeat(afterId);

@@ -1,69 +1,89 @@
 import { heartbeat } from '@temporalio/activity';
 import type { Knex } from 'knex';
-import { driverNode, recordPowerState } from '../src/db/enrollment-repo';
 import { forEachLimited } from '../src/concurrency';
+import { driverNode } from '../src/db/enrollment-repo';
+import { enforcedNodes, enforcedPowerOf, recordPowerAnswer, recordPowerEvent, recordPowerFailure } from '../src/db/power-repo';
 import { getDriver } from '../src/drivers';
+import { DriverError, type PowerState } from '../src/drivers/types';
+import { NODE_SIGNALS } from '../workflows/definitions';
 import type { AgentClient } from './agent-client';
+import { keepAlive } from './heartbeat';
+import type { NodeSignaller } from './operations';
 
-/** After this many failed syncs in a row a node has a power fault (Ironic's power state sync). */
-export const POWER_FAULT_AFTER = 3;
+export interface PowerSyncDeps {
+  knex: Knex;
+  agents: AgentClient;
+  signalNodes: NodeSignaller;
+  /** BMCs read at once in a sweep. */
+  powerSyncParallel: number;
+  /** A BMC that has not answered within this is counted as failed for this sweep; the others go on. */
+  powerSyncNodeTimeoutMs: number;
+}
 
-/** Adopted nodes whose power state is enforced: not while they are being enrolled or adopted. */
-const NOT_ENFORCED = ['enroll', 'verifying', 'manageable', 'adopting', 'adopt failed'];
-
-export function createPowerSyncActivities(deps: { knex: Knex; agents: AgentClient }) {
+export function createPowerSyncActivities(deps: PowerSyncDeps) {
   const { knex } = deps;
+
+  /** The power state the node's BMC reports, within the per-node deadline (the driver's call is aborted after it). */
+  async function readPower(hostname: string): Promise<PowerState> {
+    const { driver: name, node } = await driverNode(knex, hostname);
+    const driver = getDriver(name)!;
+    const signal = AbortSignal.timeout(deps.powerSyncNodeTimeoutMs);
+    const timedOut = new Promise<never>((_, reject) =>
+      signal.addEventListener('abort', () => reject(new DriverError(`BMC did not answer within ${deps.powerSyncNodeTimeoutMs} ms`)), { once: true }),
+    );
+    return Promise.race([driver.getPowerState(node, { agents: deps.agents, signal }), timedOut]);
+  }
+
   return {
     /**
-     * One sweep: read every enforced node's power; correct drift; count failures, raise a fault after
-     * POWER_FAULT_AFTER and clear it when the BMC answers again. Events list the nodes they concern.
+     * One sweep (Ironic's power state sync). It only reads: each enforced node's BMC in parallel, each
+     * within its own deadline, so one dead BMC costs its own lane and nothing else. A node whose BMC
+     * differs from its enforced state is told so; its own workflow reads again and corrects it, in turn
+     * with its other work. Failures count towards a power fault; an answer clears it.
      */
-    async syncPowerStates(): Promise<{ corrected: string[]; faulted: string[]; cleared: string[] }> {
-      const rows = await knex('nodes')
-        .select('hostname', 'enforced_power_state', 'power_fault', 'power_sync_failures')
-        .whereNotNull('enforced_power_state')
-        .whereNotNull('driver')
-        .whereNotNull('boot_config')
-        .whereNotIn('state', NOT_ENFORCED)
-        .orderBy('hostname');
-      const corrected: string[] = [];
+    async syncPowerStates(): Promise<{ checked: number; drifted: string[]; faulted: string[]; cleared: string[] }> {
+      const nodes = await enforcedNodes(knex);
+      const drifted: string[] = [];
       const faulted: string[] = [];
       const cleared: string[] = [];
-      await forEachLimited(rows, 8, async (row, index) => {
-        heartbeat(index);
+      let done = 0;
+      await forEachLimited(nodes, deps.powerSyncParallel, async (node) => {
         try {
-          const { driver: name, node } = await driverNode(knex, row.hostname);
-          const driver = getDriver(name)!;
-          const actual = await driver.getPowerState(node, { agents: deps.agents });
-          if (actual !== row.enforced_power_state) {
-            await driver.setPowerState(node, row.enforced_power_state, { agents: deps.agents });
-            corrected.push(row.hostname);
-          }
-          await recordPowerState(knex, row.hostname, row.enforced_power_state);
-          if (row.power_fault) cleared.push(row.hostname);
-          await knex('nodes')
-            .where({ hostname: row.hostname })
-            .update({
-              power_sync_failures: 0,
-              power_fault: false,
-              last_error: knex.raw("case when last_error like 'power sync:%' then null else last_error end"),
-            });
+          const actual = await readPower(node.hostname);
+          if (await recordPowerAnswer(knex, node.hostname, actual)) cleared.push(node.hostname);
+          if (actual !== node.enforcedPowerState) drifted.push(node.hostname);
         } catch (err) {
-          const failures = row.power_sync_failures + 1;
-          const fault = failures >= POWER_FAULT_AFTER;
-          if (fault && !row.power_fault) faulted.push(row.hostname);
-          await knex('nodes')
-            .where({ hostname: row.hostname })
-            .update({ power_sync_failures: failures, power_fault: fault, ...(fault ? { last_error: `power sync: ${(err as Error).message}` } : {}) });
+          if (await recordPowerFailure(knex, node.hostname, (err as Error).message)) faulted.push(node.hostname);
         }
+        heartbeat(++done);
       });
-      const events = [
-        ['power_corrected', corrected],
-        ['power_fault', faulted],
-        ['power_fault_cleared', cleared],
-      ] as const;
-      for (const [type, nodes] of events) if (nodes.length > 0) await knex('cluster_events').insert({ type, nodes: [...nodes].sort() });
-      return { corrected, faulted, cleared };
+      await recordPowerEvent(knex, 'power_fault', faulted);
+      await recordPowerEvent(knex, 'power_fault_cleared', cleared);
+      await deps.signalNodes(drifted, NODE_SIGNALS.powerDrift);
+      return { checked: nodes.length, drifted, faulted, cleared };
     },
+
+    /**
+     * Runs in the node's own workflow, never beside another of its power changes: reads the BMC again
+     * and, if it still differs from the enforced state as recorded now, sets it back.
+     */
+    correctPowerDrift: keepAlive(async (input: { name: string }): Promise<'corrected' | 'in_sync' | 'failed'> => {
+      const enforced = await enforcedPowerOf(knex, input.name);
+      if (enforced === null) return 'in_sync';
+      try {
+        const { driver: name, node } = await driverNode(knex, input.name);
+        const driver = getDriver(name)!;
+        const ctx = { agents: deps.agents };
+        const drifted = (await driver.getPowerState(node, ctx)) !== enforced;
+        if (drifted) await driver.setPowerState(node, enforced, ctx);
+        if (await recordPowerAnswer(knex, input.name, enforced)) await recordPowerEvent(knex, 'power_fault_cleared', [input.name]);
+        if (!drifted) return 'in_sync';
+        await recordPowerEvent(knex, 'power_corrected', [input.name]);
+        return 'corrected';
+      } catch (err) {
+        if (await recordPowerFailure(knex, input.name, (err as Error).message)) await recordPowerEvent(knex, 'power_fault', [input.name]);
+        return 'failed';
+      }
+    }),
   };
 }

@@ -6,6 +6,9 @@ import { finishTask, startTask } from '../src/db/tasks-repo';
 import { getDriver } from '../src/drivers';
 import { DriverError, type PowerState, type PowerTarget } from '../src/drivers/types';
 import type { AgentClient } from './agent-client';
+import { asFailure } from './failures';
+import { keepAlive } from './heartbeat';
+import { RequestExpired } from '../src/domain/errors';
 
 export interface ProvisioningDeps {
   knex: Knex;
@@ -56,7 +59,7 @@ export function createProvisioningActivities(deps: ProvisioningDeps) {
 
   return {
     /** manage: the power interface against the BMC. The first power state seen is the one enforced later. */
-    async validatePower(input: { name: string }): Promise<PowerState> {
+    validatePower: keepAlive(async (input: { name: string }): Promise<PowerState> => {
       const { driver, node, record } = await load(input.name);
       try {
         const state = await driver.validate(node, ctx);
@@ -65,10 +68,10 @@ export function createProvisioningActivities(deps: ProvisioningDeps) {
       } catch (err) {
         refuse(err, 'DriverError');
       }
-    },
+    }),
 
     /** adopt, first half: the boot interface. Nothing is sent to the node. */
-    async validateBoot(input: { name: string }): Promise<void> {
+    validateBoot: keepAlive(async (input: { name: string }): Promise<void> => {
       const { record } = await load(input.name);
       const instance = record.instanceInfo ?? {};
       const source = instance.image_source;
@@ -82,10 +85,10 @@ export function createProvisioningActivities(deps: ProvisioningDeps) {
           throw ApplicationFailure.nonRetryable(`a node that boots from the network needs driver_info.${missing.join(' and driver_info.')}`, 'BootValidationFailed');
         }
       }
-    },
+    }),
 
     /** adopt, second half (Ironic's takeover): record what the node needs to keep booting as it does. */
-    async takeOver(input: { name: string }): Promise<Record<string, unknown>> {
+    takeOver: keepAlive(async (input: { name: string }): Promise<Record<string, unknown>> => {
       const { record } = await load(input.name);
       const instance = record.instanceInfo ?? {};
       const netboot = instance.boot_option === 'netboot';
@@ -98,10 +101,10 @@ export function createProvisioningActivities(deps: ProvisioningDeps) {
       };
       await recordBootConfig(knex, input.name, config);
       return { boot_option: config.boot_option };
-    },
+    }),
 
     /** A power change asked through the API: it also becomes the state that is enforced. */
-    async changePower(input: { name: string; target: PowerTarget }): Promise<PowerState> {
+    changePower: keepAlive(async (input: { name: string; target: PowerTarget }): Promise<PowerState> => {
       const { driver, node } = await load(input.name);
       try {
         if (input.target === 'rebooting') {
@@ -115,10 +118,18 @@ export function createProvisioningActivities(deps: ProvisioningDeps) {
       } catch (err) {
         refuse(err, 'DriverError');
       }
-    },
+    }),
 
-    async startTask(input: { id: string; kind: string; hostname: string }): Promise<void> {
-      await startTask(knex, input);
+    /** Refuses (RequestExpired) when the API stopped waiting for the request: see tasks-repo's startTask. */
+    async startTask(input: { id: string; kind: string; hostname: string; notAfter?: number }): Promise<void> {
+      try {
+        if (input.notAfter !== undefined && Date.now() > input.notAfter) {
+          throw new RequestExpired(`the ${input.kind} of ${input.hostname} expired before it could be applied; nothing was done`);
+        }
+        await startTask(knex, input);
+      } catch (err) {
+        throw asFailure(err);
+      }
     },
 
     async finishTask(input: { id: string; status: 'succeeded' | 'failed'; error?: string }): Promise<void> {

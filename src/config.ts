@@ -25,6 +25,14 @@ export interface Config {
   clusterExtraVars: Record<string, unknown>;
   disappearAfterMs: number;
   powerSyncIntervalMs: number;
+  powerSyncParallel: number;
+  powerSyncNodeTimeoutMs: number;
+  /** How long the API waits for a worker to take a command before it answers 503. */
+  commandTimeoutMs: number;
+  /** Deadline of every database query and connection attempt. */
+  databaseTimeoutMs: number;
+  /** Deadline of Temporal calls that need no worker (signals, terminations) and of status queries. */
+  temporalTimeoutMs: number;
 }
 
 export const PROJECT_ROOT = path.resolve(__dirname, '..');
@@ -103,5 +111,10 @@ export function loadConfig(env: Env = process.env): Config {
     clusterExtraVars: jsonObject(env, 'CLUSTER_EXTRA_VARS'),
     disappearAfterMs: duration(env, 'DISAPPEAR_AFTER', '60s'),
     powerSyncIntervalMs: duration(env, 'POWER_SYNC_INTERVAL', '60s'),
+    powerSyncParallel: positiveInt(env, 'POWER_SYNC_PARALLEL', 16),
+    powerSyncNodeTimeoutMs: duration(env, 'POWER_SYNC_NODE_TIMEOUT', '15s'),
+    commandTimeoutMs: duration(env, 'COMMAND_TIMEOUT', '10s'),
+    databaseTimeoutMs: duration(env, 'DATABASE_TIMEOUT', '5s'),
+    temporalTimeoutMs: duration(env, 'TEMPORAL_TIMEOUT', '5s'),
   };
 }

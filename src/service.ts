@@ -15,8 +15,9 @@ import { log } from './log';
 import { NodeService } from './services/node-service';
 import { OperationService } from './services/operation-service';
 import { EnrollmentService } from './services/enrollment-service';
-import { NODE_MONITOR_WORKFLOW_ID, type nodeMonitor } from '../workflows/node-monitor';
-import { POWER_SYNC_WORKFLOW_ID, type powerSync } from '../workflows/power-sync';
+import { abandonTask } from './db/tasks-repo';
+import { NODE_MONITOR_WORKFLOW_ID, nodeMonitor } from '../workflows/node-monitor';
+import { POWER_SYNC_WORKFLOW_ID, powerSync } from '../workflows/power-sync';
 import { startDevServer, type DevServer } from './temporal/dev-server';
 import { NodeWorkflows, nodeSignaller } from './temporal/node-workflows';
 import { ensureNodeStateAttribute } from './temporal/search-attributes';
@@ -69,7 +70,7 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
       temporalAddress = devServer.address;
     }
 
-    const db: Database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+    const db: Database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, timeoutMs: config.databaseTimeoutMs });
     stack.push(() => db.close());
     // Every process of a deployment must share this key: the API hands out its fingerprint, the
     // worker presents it to agents.
@@ -86,7 +87,11 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
       initWindowMs: config.initWindowMs,
       operationTimeoutMs: config.operationTimeoutMs,
     };
-    const workflows = new NodeWorkflows(client.workflow, config.taskQueue, settings);
+    const workflows = new NodeWorkflows(client.workflow, config.taskQueue, settings, {
+      commandTimeoutMs: config.commandTimeoutMs,
+      requestTimeoutMs: config.temporalTimeoutMs,
+      abandon: (task) => abandonTask(db.knex, task),
+    });
 
     let workerDone: Promise<void> | undefined;
     if (role !== 'api') {
@@ -104,17 +109,19 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
           maxConcurrentOperations: config.maxConcurrentOperations,
           clusterExtraVars: config.clusterExtraVars,
           signalNodes: nodeSignaller(client.workflow),
+          powerSyncParallel: config.powerSyncParallel,
+          powerSyncNodeTimeoutMs: config.powerSyncNodeTimeoutMs,
         }),
       });
       workerDone = worker.run();
       // The one monitor of the deployment (per task queue); a second worker finds it running.
-      await client.workflow.start<typeof nodeMonitor>('nodeMonitor', {
+      await client.workflow.start(nodeMonitor, {
         workflowId: `${NODE_MONITOR_WORKFLOW_ID}:${config.taskQueue}`,
         taskQueue: config.taskQueue,
         args: [{ disappearAfterMs: config.disappearAfterMs }],
         workflowIdConflictPolicy: 'USE_EXISTING',
       });
-      await client.workflow.start<typeof powerSync>('powerSync', {
+      await client.workflow.start(powerSync, {
         workflowId: `${POWER_SYNC_WORKFLOW_ID}:${config.taskQueue}`,
         taskQueue: config.taskQueue,
         args: [{ intervalMs: config.powerSyncIntervalMs }],
@@ -138,8 +145,8 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
         enrollment: new EnrollmentService(db.knex, workflows, agents),
         workflows,
         apiToken,
-        temporalHealthy: async () => {
-          await connection.workflowService.getSystemInfo({});
+        temporalHealthy: async (deadline) => {
+          await connection.withDeadline(deadline, () => connection.workflowService.getSystemInfo({}));
         },
       });
       const server = http.createServer(app);

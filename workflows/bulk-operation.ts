@@ -1,15 +1,7 @@
-import { continueAsNew, proxyActivities, proxyLocalActivities, sleep, workflowInfo } from '@temporalio/workflow';
-import type { Activities } from '../activities';
+import { continueAsNew, sleep, workflowInfo } from '@temporalio/workflow';
 import type { TaskProgress } from '../src/db/operations-repo';
-import { DATABASE_ACTIVITY_OPTIONS, type BulkOperationInput } from './definitions';
-
-/** Waking every node of a request is long: a heartbeating activity that a retry resumes. */
-const fanOut = proxyActivities<Activities>({
-  startToCloseTimeout: '10m',
-  heartbeatTimeout: '1m',
-  retry: { initialInterval: '1s', maximumInterval: '30s' },
-});
-const bulk = proxyLocalActivities<Activities>(DATABASE_ACTIVITY_OPTIONS);
+import { db as bulk, sweeps as fanOut } from './activity-options';
+import type { BulkOperationInput } from './definitions';
 
 /**
  * One workflow per bulk request (task:<id>). The nodes do the work in their own workflows; this one

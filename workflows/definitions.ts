@@ -4,7 +4,8 @@
  */
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { NodeState } from '../src/domain/states';
+import type { NodeState, OperationKind, ProvisionVerb } from '../src/domain/states';
+import type { PowerTarget } from '../src/drivers/types';
 
 export const NODE_WORKFLOW_TYPE = 'nodeLifecycle';
 
@@ -29,8 +30,10 @@ export interface CarriedState {
   taskId: string | null;
   pendingInit: InitTrigger | null;
   previousState?: NodeState | null;
-  pendingProvision?: 'manage' | 'adopt' | null;
+  pendingProvision?: ProvisionVerbName | null;
 }
+
+export type ProvisionVerbName = ProvisionVerb;
 
 export interface NodeLifecycleInput {
   hostname: string;
@@ -60,25 +63,50 @@ export interface NodeStatus {
 
 /** The failure type a refused command carries (the domain error's name), with details [{ state, allowed }]. */
 export const INVALID_STATE = 'InvalidState';
+/** The failure type of a request that reached the workflow after the API stopped waiting for it. */
+export const REQUEST_EXPIRED = 'RequestExpired';
+
+/**
+ * Every command carries the time the API stops waiting for it (ms since the epoch). After that the
+ * client has been told "nothing was done", so the workflow refuses it (see NodeEntity.refuseExpired).
+ */
+interface Expiring {
+  expiresAt?: number;
+}
 
 /** The fingerprint the operator verified; the transition is refused if the stored key differs by then. */
-export const acceptUpdate = defineUpdate<CommandResult, [{ taskId: string; fingerprint: string }]>('accept');
-export const reinitializeUpdate = defineUpdate<CommandResult, [{ taskId: string }]>('reinitialize');
+export const acceptUpdate = defineUpdate<CommandResult, [{ taskId: string; fingerprint: string } & Expiring]>('accept');
+export const reinitializeUpdate = defineUpdate<CommandResult, [{ taskId: string } & Expiring]>('reinitialize');
 /** For `temporal workflow signal --name reinitialize`: no answer, so it is ignored outside `failed`. */
 export const reinitializeSignal = defineSignal<[]>('reinitialize');
 /** The agent's one-time message after acceptance, relayed by the API. */
 export const readySignal = defineSignal<[]>('ready');
 export const statusQuery = defineQuery<NodeStatus>('status');
 /** Ironic's provision verbs: PUT /api/v1/nodes/{name}/states/provision. */
-export const provisionUpdate = defineUpdate<CommandResult, [{ taskId: string; verb: 'manage' | 'adopt' }]>('provision');
+export const provisionUpdate = defineUpdate<CommandResult, [{ taskId: string; verb: ProvisionVerbName } & Expiring]>('provision');
 /** PUT /api/v1/nodes/{name}/states/power; the new state is the one enforced from then on. */
-export const powerUpdate = defineUpdate<CommandResult, [{ taskId: string; target: 'power on' | 'power off' | 'rebooting' }]>('power');
+export const powerUpdate = defineUpdate<CommandResult, [{ taskId: string; target: PowerTarget } & Expiring]>('power');
 /** Operations were queued for this node: look at the queue. */
 export const operationsQueuedSignal = defineSignal<[]>('operationsQueued');
 /** A slot of the cluster-wide cap was handed to this node's operation. */
 export const slotGrantedSignal = defineSignal<[]>('slotGranted');
 /** The outcome of a bulk commission this node is part of. */
-export const groupDecisionSignal = defineSignal<[{ taskId: string; decision: 'commit' | 'rollback' }]>('groupDecision');
+export interface GroupDecision {
+  taskId: string;
+  decision: 'commit' | 'rollback';
+}
+export const groupDecisionSignal = defineSignal<[GroupDecision]>('groupDecision');
+/** The power sync read a state on the BMC other than the enforced one; the node checks again and corrects it in turn. */
+export const powerDriftSignal = defineSignal<[]>('powerDrift');
+
+/** The signals other workflows send to nodes through activities, by name (names cross activity payloads). */
+export const NODE_SIGNALS = {
+  operationsQueued: operationsQueuedSignal,
+  slotGranted: slotGrantedSignal,
+  groupDecision: groupDecisionSignal,
+  powerDrift: powerDriftSignal,
+} as const;
+export type NodeSignalName = keyof typeof NODE_SIGNALS;
 
 export const BULK_WORKFLOW_TYPE = 'bulkOperation';
 export function bulkWorkflowId(taskId: string): string {
@@ -86,15 +114,9 @@ export function bulkWorkflowId(taskId: string): string {
 }
 export interface BulkOperationInput {
   taskId: string;
-  kind: 'commission' | 'decommission' | 'maintenance';
+  kind: OperationKind;
   /** Where a continued run picks up. */
   phase?: 'notify' | 'steps' | 'finish';
 }
-
-/** Options of the local activities that only touch our database. */
-export const DATABASE_ACTIVITY_OPTIONS = {
-  startToCloseTimeout: '30s',
-  retry: { initialInterval: '1s', maximumInterval: '30s' },
-} as const;
 
 export const NODE_STATE_KEY = defineSearchAttributeKey('NodeState', SearchAttributeType.KEYWORD);

@@ -1,70 +1,65 @@
-import { ActivityFailure, ApplicationFailure } from '@temporalio/common';
-import { condition, log, proxyActivities, proxyLocalActivities, upsertSearchAttributes, uuid4 } from '@temporalio/workflow';
-import type { Activities } from '../activities';
-import { allowedVerbs, nextState, STABLE_STATES, TARGET_OF, TRANSITIONS, type NodeEvent, type NodeState } from '../src/domain/states';
+import { ApplicationFailure } from '@temporalio/common';
+import { condition, log, upsertSearchAttributes, uuid4 } from '@temporalio/workflow';
+import { allowedVerbs, isStable, nextState, refusal, TARGET_OF, TRANSITIONS, type NodeEvent, type NodeState } from '../src/domain/states';
 import type { TransitionRequest } from '../src/domain/transition';
+import type { PowerTarget } from '../src/drivers/types';
+import { db, failureMessage, onAgent, probe, refusalOf } from './activity-options';
 import {
-  DATABASE_ACTIVITY_OPTIONS,
   INVALID_STATE,
   NODE_STATE_KEY,
+  REQUEST_EXPIRED,
   type CarriedState,
   type CommandResult,
   type InitSettings,
   type InitTrigger,
-  type NodeStatus,
+  type ProvisionVerbName,
 } from './definitions';
 
-/**
- * Bookkeeping in our own database, as local activities: they run in the worker beside the workflow,
- * without a round trip through the server per call, and still retry until the database answers (an
- * outage must delay a node, never fail it). The database, not the workflow, decides; so this is safe.
- */
-const db = proxyLocalActivities<Activities>(DATABASE_ACTIVITY_OPTIONS);
-
-/** One initialization step on the node; a short retry rides out a blip, the window does the rest. */
-const onNode = proxyActivities<Activities>({
-  startToCloseTimeout: '2m',
-  retry: { maximumAttempts: 2, initialInterval: '1s', nonRetryableErrorTypes: ['PinnedKeyMismatch', 'HostnameMismatch'] },
-});
-
-/** The periodic reachability check: one try, its answer is the data. */
-const check = proxyActivities<Activities>({
-  startToCloseTimeout: '1m',
-  retry: { maximumAttempts: 1 },
-});
-
 const STEPS = [
-  { phase: 'ping', run: (hostname: string) => onNode.pingNode({ hostname }) },
-  { phase: 'gather_facts', run: (hostname: string) => onNode.gatherFacts({ hostname }) },
-  { phase: 'configure_monitoring', run: (hostname: string) => onNode.configureMonitoring({ hostname }) },
-  { phase: 'start_services', run: (hostname: string) => onNode.startServices({ hostname }) },
+  { phase: 'ping', run: (hostname: string) => onAgent.pingNode({ hostname }) },
+  { phase: 'gather_facts', run: (hostname: string) => onAgent.gatherFacts({ hostname }) },
+  // Writes the same file with the same content every time: a step repeated after a worker crash is harmless.
+  { phase: 'configure_monitoring', run: (hostname: string) => onAgent.configureMonitoring({ hostname }) },
+  { phase: 'start_services', run: (hostname: string) => onAgent.startServices({ hostname }) },
 ] as const;
 
-function failureMessage(err: unknown): string {
-  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
-  return err instanceof Error ? err.message : String(err);
+/** The work the main loop can be asked to do next, in the order it takes it. */
+export type NodeWork = 'initialize' | 'provision' | 'power' | 'operations' | 'power_drift';
+
+export interface PowerRequest {
+  taskId: string;
+  target: PowerTarget;
 }
 
-/** The state of one node and the procedures that change it; the workflow function only wires messages to it. */
+function refuse(type: string, message: string, details: Record<string, unknown>): never {
+  throw ApplicationFailure.create({ type, message, details: [details], nonRetryable: true });
+}
+
+/**
+ * The state of one node and the procedures that change it; the workflow function only wires messages
+ * to it, and the runners (provisioning, power, operations) change it through its intent methods.
+ */
 export class NodeEntity {
-  state: NodeState;
-  lastError: string | null;
-  taskId: string | null;
-  pendingInit: InitTrigger | null;
+  private _state: NodeState;
+  private _lastError: string | null;
+  private _taskId: string | null;
   /** The stable state before the current transient one: where a rolled-back commission returns. */
-  previousState: NodeState | null = null;
+  private _previousState: NodeState | null;
+  private pendingInit: InitTrigger | null;
   /** A provision verb whose work (validation, takeover) the main loop is to run. */
-  pendingProvision: 'manage' | 'adopt' | null = null;
+  private pendingProvision: ProvisionVerbName | null;
   /** A power change asked through the API, to run in the main loop. */
-  pendingPower: { taskId: string; target: 'power on' | 'power off' | 'rebooting' } | null = null;
+  private pendingPower: PowerRequest | null = null;
   /** Operations were queued for this node since it last looked. */
-  operationsQueued = false;
-  operation: { id: number; task_id: string; kind: string } | null = null;
+  private operationsQueued: boolean;
+  /** The power sync saw the BMC differ from the enforced state: check and correct, in turn with other work. */
+  private powerDrift = false;
+  private operation: { id: number; task_id: string; kind: string } | null = null;
   private phase = 'idle';
   private windowEndsAt: number | null = null;
   private attempts = 0;
   private readyPending = false;
-  /** A command's transition is being persisted; a second command waits its turn by being refused. */
+  /** A command's transition is being persisted; a second command is refused meanwhile. */
   private busy = false;
 
   constructor(
@@ -72,14 +67,24 @@ export class NodeEntity {
     private readonly settings: InitSettings,
     carried?: CarriedState,
   ) {
-    this.state = carried?.state ?? 'unmanaged';
-    this.lastError = carried?.lastError ?? null;
-    this.taskId = carried?.taskId ?? null;
+    this._state = carried?.state ?? 'unmanaged';
+    this._lastError = carried?.lastError ?? null;
+    this._taskId = carried?.taskId ?? null;
     this.pendingInit = carried?.pendingInit ?? null;
-    this.previousState = carried?.previousState ?? null;
+    this._previousState = carried?.previousState ?? null;
     this.pendingProvision = carried?.pendingProvision ?? null;
     // Operations may have been queued while a previous run handed over; look once to be sure.
     this.operationsQueued = carried !== undefined;
+  }
+
+  get state(): NodeState {
+    return this._state;
+  }
+  get previousState(): NodeState | null {
+    return this._previousState;
+  }
+  get taskId(): string | null {
+    return this._taskId;
   }
 
   setPhase(phase: string): void {
@@ -88,16 +93,16 @@ export class NodeEntity {
 
   /** True when the node is already in the transient state an operation of this kind leads to. */
   isInTransientOf(kind: NodeEvent): boolean {
-    return TRANSITIONS.some((t) => t.event === kind && t.to === this.state);
+    return TRANSITIONS.some((t) => t.event === kind && t.to === this._state);
   }
 
-  status(): NodeStatus {
+  status() {
     return {
       hostname: this.hostname,
-      state: this.state,
-      target: TARGET_OF[this.state] ?? null,
-      last_error: this.lastError,
-      task_id: this.taskId,
+      state: this._state,
+      target: TARGET_OF[this._state] ?? null,
+      last_error: this._lastError,
+      task_id: this._taskId,
       phase: this.phase,
       operation: this.operation,
       window_ends_at: this.windowEndsAt === null ? null : new Date(this.windowEndsAt).toISOString(),
@@ -107,71 +112,65 @@ export class NodeEntity {
 
   carry(): CarriedState {
     return {
-      state: this.state,
-      lastError: this.lastError,
-      taskId: this.taskId,
+      state: this._state,
+      lastError: this._lastError,
+      taskId: this._taskId,
       pendingInit: this.pendingInit,
-      previousState: this.previousState,
+      previousState: this._previousState,
       pendingProvision: this.pendingProvision,
     };
   }
 
-  get idle(): boolean {
-    return (
-      !this.busy &&
-      this.pendingInit === null &&
-      this.pendingProvision === null &&
-      this.pendingPower === null &&
-      !this.operationsQueued &&
-      this.operation === null &&
-      STABLE_STATES.includes(this.state)
-    );
+  /** The next piece of work for the main loop, or null when there is none. */
+  nextWork(): NodeWork | null {
+    if (this.pendingInit !== null) return 'initialize';
+    if (this.pendingProvision !== null) return 'provision';
+    if (this.pendingPower !== null) return 'power';
+    if (this.operationsQueued) return 'operations';
+    if (this.powerDrift) return 'power_drift';
+    return null;
   }
 
-  /** Update validator: refuses a verb the table does not allow from the current state. */
-  validate(verb: NodeEvent): void {
-    if (this.busy) {
-      throw ApplicationFailure.create({
-        type: INVALID_STATE,
-        message: `another command on ${this.hostname} is being applied`,
-        details: [{ state: this.state, allowed: [] }],
-        nonRetryable: true,
-      });
-    }
-    if (!nextState(this.state, verb)) {
-      throw ApplicationFailure.create({
-        type: INVALID_STATE,
-        message: `${verb} is not allowed while ${this.hostname} is ${this.state}`,
-        details: [{ state: this.state, allowed: allowedVerbs(this.state) }],
-        nonRetryable: true,
-      });
+  get idle(): boolean {
+    return !this.busy && this.nextWork() === null && this.operation === null && isStable(this._state);
+  }
+
+  // --- messages from outside -------------------------------------------------------------------
+
+  /** Update validator: refuses an expired request and a verb the table does not allow now. */
+  validate(verb: NodeEvent, expiresAt?: number): void {
+    this.refuseExpired(expiresAt);
+    if (this.busy) refuse(INVALID_STATE, `another command on ${this.hostname} is being applied`, { state: this._state, allowed: [] });
+    if (!nextState(this._state, verb)) refuse(INVALID_STATE, refusal(this.hostname, this._state, verb), { state: this._state, allowed: allowedVerbs(this._state) });
+  }
+
+  /** A power change runs only on an idle node in a stable state: it is serialized with all other work. */
+  validatePower(expiresAt?: number): void {
+    this.refuseExpired(expiresAt);
+    if (this.busy || this.pendingPower || this.operation || !isStable(this._state)) {
+      refuse(
+        INVALID_STATE,
+        `${this.hostname} is busy (${this.operation ? `running ${this.operation.kind}` : this._state}); try the power change again when it is done`,
+        { state: this._state, allowed: allowedVerbs(this._state) },
+      );
     }
   }
 
   /**
-   * Applies an operator verb's transition, one command at a time (a second is refused while the first
-   * is persisted), and surfaces the database's refusal as the update's failure, not as a stuck task.
+   * The API gave up waiting at expiresAt and told its client so: an update delivered later (no worker
+   * was running) must not take effect. Workflow time is the server's time of this workflow task.
    */
-  private async exclusively(verb: NodeEvent, apply: () => Promise<void>): Promise<CommandResult> {
-    this.validate(verb);
-    this.busy = true;
-    try {
-      await apply();
-      return { task_id: this.taskId!, state: this.state };
-    } catch (err) {
-      if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) throw err.cause;
-      throw err;
-    } finally {
-      this.busy = false;
+  private refuseExpired(expiresAt: number | undefined): void {
+    if (expiresAt !== undefined && Date.now() > expiresAt) {
+      refuse(REQUEST_EXPIRED, `the request for ${this.hostname} expired before a worker took it; nothing was done`, {});
     }
   }
 
   /** accept / reinitialize: persist the transition and its task, then let the main loop initialize. */
-  command(verb: InitTrigger, taskId: string, cause: string, requireFingerprint?: string): Promise<CommandResult> {
-    return this.exclusively(verb, async () => {
-      await this.transition({ event: verb, cause, taskId, startsTask: { kind: verb }, lastError: null, requireFingerprint });
-      this.taskId = taskId;
-      this.lastError = null;
+  command(verb: InitTrigger, taskId: string, cause: string, options: { requireFingerprint?: string; expiresAt?: number } = {}): Promise<CommandResult> {
+    return this.exclusively(verb, options.expiresAt, async () => {
+      await this.transition({ event: verb, cause, taskId, startsTask: { kind: verb }, lastError: null, requireFingerprint: options.requireFingerprint, notAfter: options.expiresAt });
+      this._taskId = taskId;
       this.pendingInit = verb;
     });
   }
@@ -180,44 +179,109 @@ export class NodeEntity {
    * manage / adopt: persist the transition and its task. Where the verb leads straight to a stable
    * state (manage from adopt failed), the task ends with it; otherwise the main loop does the work.
    */
-  provision(verb: 'manage' | 'adopt', taskId: string): Promise<CommandResult> {
-    return this.exclusively(verb, async () => {
-      const immediate = TARGET_OF[nextState(this.state, verb)!] === undefined;
+  provision(verb: ProvisionVerbName, taskId: string, expiresAt?: number): Promise<CommandResult> {
+    return this.exclusively(verb, expiresAt, async () => {
+      const immediate = TARGET_OF[nextState(this._state, verb)!] === undefined;
       await this.transition({
         event: verb,
         cause: `${verb} requested through the API`,
         taskId,
         startsTask: { kind: verb },
+        notAfter: expiresAt,
         ...(immediate ? { endsTask: { status: 'succeeded' as const }, lastError: null } : {}),
       });
-      this.taskId = taskId;
+      this._taskId = taskId;
       if (!immediate) this.pendingProvision = verb;
     });
   }
 
-  validatePower(): void {
-    if (this.busy || this.pendingPower || this.operation || !STABLE_STATES.includes(this.state)) {
-      throw ApplicationFailure.create({
-        type: INVALID_STATE,
-        message: `${this.hostname} is busy (${this.operation ? `running ${this.operation.kind}` : this.state}); try the power change again when it is done`,
-        details: [{ state: this.state, allowed: allowedVerbs(this.state) }],
-        nonRetryable: true,
-      });
+  /** PUT .../states/power: the task is recorded now; the change runs in the main loop, after any work in progress. */
+  async requestPower(request: PowerRequest, expiresAt?: number): Promise<CommandResult> {
+    this.validatePower(expiresAt);
+    this.pendingPower = request;
+    try {
+      await db.startTask({ id: request.taskId, kind: 'power', hostname: this.hostname, notAfter: expiresAt });
+    } catch (err) {
+      this.pendingPower = null;
+      throw refusalOf(err) ?? err;
     }
+    return { task_id: request.taskId, state: this._state };
   }
 
   onReady(): void {
-    if (this.state === 'initializing') this.readyPending = true;
+    if (this._state === 'initializing') this.readyPending = true;
+  }
+
+  noteOperationsQueued(): void {
+    this.operationsQueued = true;
+  }
+
+  notePowerDrift(): void {
+    this.powerDrift = true;
+  }
+
+  // --- what the runners take and report -------------------------------------------------------
+
+  takeProvision(): ProvisionVerbName | null {
+    const verb = this.pendingProvision;
+    this.pendingProvision = null;
+    return verb;
+  }
+
+  takePowerRequest(): PowerRequest | null {
+    const request = this.pendingPower;
+    this.pendingPower = null;
+    return request;
+  }
+
+  takeOperationsQueued(): boolean {
+    const queued = this.operationsQueued;
+    this.operationsQueued = false;
+    return queued;
+  }
+
+  takePowerDrift(): boolean {
+    const drift = this.powerDrift;
+    this.powerDrift = false;
+    return drift;
+  }
+
+  beginOperation(operation: { id: number; task_id: string; kind: string }): void {
+    this.operation = operation;
+  }
+
+  endOperation(): void {
+    this.operation = null;
+    this.phase = 'idle';
+  }
+
+  /**
+   * Applies an operator verb's transition, one command at a time, and surfaces the database's refusal
+   * as the update's failure, not as a stuck task.
+   */
+  private async exclusively(verb: NodeEvent, expiresAt: number | undefined, apply: () => Promise<void>): Promise<CommandResult> {
+    this.validate(verb, expiresAt);
+    this.busy = true;
+    try {
+      await apply();
+      return { task_id: this._taskId!, state: this._state };
+    } catch (err) {
+      throw refusalOf(err) ?? err;
+    } finally {
+      this.busy = false;
+    }
   }
 
   /** Persists a transition through the one transition function; the table is checked there. */
   async transition(req: Omit<TransitionRequest, 'hostname' | 'transitionId'>): Promise<void> {
     const outcome = await db.transitionNode({ ...req, hostname: this.hostname, transitionId: uuid4() });
-    if (TARGET_OF[outcome.to] !== undefined) this.previousState = outcome.from;
-    this.state = outcome.to;
-    if (req.lastError !== undefined) this.lastError = req.lastError;
-    upsertSearchAttributes([{ key: NODE_STATE_KEY, value: this.state }]);
+    if (TARGET_OF[outcome.to] !== undefined) this._previousState = outcome.from;
+    this._state = outcome.to;
+    if (req.lastError !== undefined) this._lastError = req.lastError;
+    upsertSearchAttributes([{ key: NODE_STATE_KEY, value: this._state }]);
   }
+
+  // --- initialization (Skyring) ---------------------------------------------------------------
 
   /** Runs the whole sequence once; returns the error that stopped it, if any. */
   private async attempt(): Promise<string | undefined> {
@@ -236,7 +300,7 @@ export class NodeEntity {
   private async reachable(): Promise<boolean> {
     this.phase = 'checking';
     try {
-      await check.pingNode({ hostname: this.hostname });
+      await probe.pingNode({ hostname: this.hostname });
       return true;
     } catch {
       return false;
@@ -270,7 +334,7 @@ export class NodeEntity {
       this.readyPending = false;
       const error = await this.attempt();
       if (error === undefined) return this.finish();
-      this.lastError = error;
+      this._lastError = error;
       await db.recordLastError({ hostname: this.hostname, error });
       log.info('initialization attempt failed', { hostname: this.hostname, error });
     }
@@ -280,14 +344,12 @@ export class NodeEntity {
   }
 
   private async finish(error?: string): Promise<void> {
-    const taskId = this.taskId ?? undefined;
+    const taskId = this._taskId ?? undefined;
     if (error === undefined) {
       await this.transition({ event: 'initialized', cause: `initialized after ${this.attempts} attempt(s)`, taskId, endsTask: { status: 'succeeded' }, lastError: null });
-      this.lastError = null;
     } else {
       const cause = `initialization window closed and the retry failed: ${error}`;
       await this.transition({ event: 'initialization_failed', cause, taskId, endsTask: { status: 'failed', error }, lastError: error });
-      this.lastError = error;
     }
     this.phase = 'idle';
     this.windowEndsAt = null;

@@ -1,35 +1,38 @@
-import { allHandlersFinished, condition, continueAsNew, log, proxyLocalActivities, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
-import type { Activities } from '../activities';
+import { allHandlersFinished, condition, continueAsNew, log, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
 import {
   acceptUpdate,
-  DATABASE_ACTIVITY_OPTIONS,
-  powerUpdate,
-  provisionUpdate,
   groupDecisionSignal,
   operationsQueuedSignal,
-  slotGrantedSignal,
+  powerDriftSignal,
+  powerUpdate,
+  provisionUpdate,
   readySignal,
   reinitializeSignal,
   reinitializeUpdate,
+  slotGrantedSignal,
   statusQuery,
   type NodeLifecycleInput,
 } from './definitions';
 import { NodeEntity } from './node-entity';
-import { ProvisionRunner } from './node-provisioning';
 import { OperationRunner } from './node-operations';
-
-const powerTasks = proxyLocalActivities<Activities>(DATABASE_ACTIVITY_OPTIONS);
+import { PowerRunner } from './node-power';
+import { ProvisionRunner } from './node-provisioning';
 
 /** One long-lived workflow per node (id node:<hostname>); the state and its rules live in NodeEntity. */
 export async function nodeLifecycle(input: NodeLifecycleInput): Promise<void> {
   const node = new NodeEntity(input.hostname, input.settings, input.carried);
+  const provisioning = new ProvisionRunner(node);
+  const power = new PowerRunner(node);
+  const operations = new OperationRunner(node, input.settings.operationTimeoutMs ?? 15 * 60_000);
 
   setHandler(statusQuery, () => node.status());
-  setHandler(acceptUpdate, ({ taskId, fingerprint }) => node.command('accept', taskId, 'accepted by operator', fingerprint), {
-    validator: (_request: { taskId: string; fingerprint: string }) => node.validate('accept'),
-  });
-  setHandler(reinitializeUpdate, ({ taskId }) => node.command('reinitialize', taskId, 'reinitialize requested through the API'), {
-    validator: (_request: { taskId: string }) => node.validate('reinitialize'),
+  setHandler(
+    acceptUpdate,
+    ({ taskId, fingerprint, expiresAt }) => node.command('accept', taskId, 'accepted by operator', { requireFingerprint: fingerprint, expiresAt }),
+    { validator: ({ expiresAt }) => node.validate('accept', expiresAt) },
+  );
+  setHandler(reinitializeUpdate, ({ taskId, expiresAt }) => node.command('reinitialize', taskId, 'reinitialize requested through the API', { expiresAt }), {
+    validator: ({ expiresAt }) => node.validate('reinitialize', expiresAt),
   });
   setHandler(reinitializeSignal, async () => {
     try {
@@ -40,55 +43,39 @@ export async function nodeLifecycle(input: NodeLifecycleInput): Promise<void> {
     }
   });
   setHandler(readySignal, () => node.onReady());
-  setHandler(provisionUpdate, ({ taskId, verb }) => node.provision(verb, taskId), {
-    validator: ({ verb }: { taskId: string; verb: 'manage' | 'adopt' }) => node.validate(verb),
+  setHandler(provisionUpdate, ({ taskId, verb, expiresAt }) => node.provision(verb, taskId, expiresAt), {
+    validator: ({ verb, expiresAt }) => node.validate(verb, expiresAt),
   });
-  const provisioning = new ProvisionRunner(node);
-  setHandler(
-    powerUpdate,
-    async ({ taskId, target }) => {
-      node.validatePower();
-      node.pendingPower = { taskId, target };
-      await powerTasks.startTask({ id: taskId, kind: 'power', hostname: node.hostname });
-      return { task_id: taskId, state: node.state };
-    },
-    { validator: (_request: { taskId: string; target: 'power on' | 'power off' | 'rebooting' }) => node.validatePower() },
-  );
-
-  const operations = new OperationRunner(node, input.settings.operationTimeoutMs ?? 15 * 60_000);
-  setHandler(operationsQueuedSignal, () => {
-    node.operationsQueued = true;
+  setHandler(powerUpdate, ({ taskId, target, expiresAt }) => node.requestPower({ taskId, target }, expiresAt), {
+    validator: ({ expiresAt }) => node.validatePower(expiresAt),
   });
+  setHandler(operationsQueuedSignal, () => node.noteOperationsQueued());
   setHandler(slotGrantedSignal, () => operations.onSlotGranted());
   setHandler(groupDecisionSignal, ({ taskId, decision }) => operations.onDecision(taskId, decision));
+  setHandler(powerDriftSignal, () => node.notePowerDrift());
 
+  // One piece of work at a time: a power change or correction never overlaps an operation on the node.
   for (;;) {
-    await condition(
-      () =>
-        node.pendingInit !== null ||
-        node.operationsQueued ||
-        node.pendingProvision !== null ||
-        node.pendingPower !== null ||
-        (node.idle && workflowInfo().continueAsNewSuggested),
-    );
-    if (node.pendingInit !== null) {
-      await node.initialize();
-      continue;
+    await condition(() => node.nextWork() !== null || (node.idle && workflowInfo().continueAsNewSuggested));
+    switch (node.nextWork()) {
+      case 'initialize':
+        await node.initialize();
+        continue;
+      case 'provision':
+        await provisioning.run();
+        continue;
+      case 'power':
+        await power.change();
+        continue;
+      case 'operations':
+        await operations.drain();
+        continue;
+      case 'power_drift':
+        await power.correctDrift();
+        continue;
+      case null:
+        await condition(allHandlersFinished);
+        await continueAsNew<typeof nodeLifecycle>({ ...input, carried: node.carry() });
     }
-    if (node.pendingProvision !== null) {
-      await provisioning.run();
-      continue;
-    }
-    if (node.pendingPower !== null) {
-      await provisioning.power();
-      continue;
-    }
-    if (node.operationsQueued) {
-      node.operationsQueued = false;
-      await operations.drain();
-      continue;
-    }
-    await condition(allHandlersFinished);
-    await continueAsNew<typeof nodeLifecycle>({ ...input, carried: node.carry() });
   }
 }

@@ -1,8 +1,5 @@
-import { continueAsNew, proxyLocalActivities, sleep, workflowInfo } from '@temporalio/workflow';
-import { DATABASE_ACTIVITY_OPTIONS } from './definitions';
-import type { Activities } from '../activities';
-
-const monitor = proxyLocalActivities<Activities>(DATABASE_ACTIVITY_OPTIONS);
+import { continueAsNew, sleep, workflowInfo } from '@temporalio/workflow';
+import { db as monitor } from './activity-options';
 
 export const NODE_MONITOR_WORKFLOW_ID = 'node-monitor';
 

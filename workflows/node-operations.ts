@@ -1,20 +1,11 @@
-import { ActivityFailure, ApplicationFailure } from '@temporalio/common';
-import { condition, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
-import { DATABASE_ACTIVITY_OPTIONS } from './definitions';
+import { condition, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { OperationRef } from '../activities/operations';
 import type { HookResult } from '../src/agent/hooks';
+import { db as queue, failureMessage, operationStepOptions } from './activity-options';
 import type { NodeEntity } from './node-entity';
 
-/** The queue's bookkeeping: database calls, run as local activities (see node-entity.ts). */
-const queue = proxyLocalActivities<Activities>(DATABASE_ACTIVITY_OPTIONS);
-
 const MAX_RECHECK_MS = 5 * 60_000;
-
-function describeFailure(err: unknown): string {
-  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
-  return err instanceof Error ? err.message : String(err);
-}
 
 function hookError(result: HookResult): string | null {
   if (result.exit_code === 0) return null;
@@ -45,24 +36,20 @@ export class OperationRunner {
 
   private get onNode() {
     // Waits for an unreachable node, within the operation's own timeout (contiv: the node may come back).
-    return proxyActivities<Activities>({
-      startToCloseTimeout: '5m',
-      scheduleToCloseTimeout: this.operationTimeoutMs,
-      retry: { initialInterval: '2s', maximumInterval: '30s', nonRetryableErrorTypes: ['PinnedKeyMismatch', 'NotFound', 'BadRequest'] },
-    });
+    return proxyActivities<Activities>(operationStepOptions(this.operationTimeoutMs));
   }
 
   /** Takes and runs queued operations until the node has none left. */
   async drain(): Promise<void> {
+    if (!this.node.takeOperationsQueued()) return;
     for (;;) {
       const op = await queue.claimNextOperation({ hostname: this.node.hostname });
       if (!op) return;
-      this.node.operation = { id: op.id, task_id: op.taskId, kind: op.kind };
+      this.node.beginOperation({ id: op.id, task_id: op.taskId, kind: op.kind });
       try {
         await this.run(op);
       } finally {
-        this.node.operation = null;
-        this.node.setPhase('idle');
+        this.node.endOperation();
       }
     }
   }
@@ -74,8 +61,7 @@ export class OperationRunner {
       try {
         await this.node.transition({ event: op.kind, cause, taskId: op.taskId });
       } catch (err) {
-        const reason = err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause.message : describeFailure(err);
-        await queue.finishOperation({ operationId: op.id, status: 'failed', error: reason });
+        await queue.finishOperation({ operationId: op.id, status: 'failed', error: failureMessage(err) });
         return;
       }
     }
@@ -114,7 +100,7 @@ export class OperationRunner {
       const result = await this.onNode.runHook({ hostname: this.node.hostname, operationId: op.id, hook });
       return { error: hookError(result), result };
     } catch (err) {
-      return { error: `${hook}: ${describeFailure(err)}`, result: null };
+      return { error: `${hook}: ${failureMessage(err)}`, result: null };
     }
   }
 
@@ -124,7 +110,7 @@ export class OperationRunner {
       await this.onNode.setMonitoringSilenced({ hostname: this.node.hostname, silenced });
       return null;
     } catch (err) {
-      return `monitoring: ${describeFailure(err)}`;
+      return `monitoring: ${failureMessage(err)}`;
     }
   }
 

@@ -20,7 +20,7 @@ export interface AppDeps {
   enrollment: EnrollmentService;
   workflows: NodeWorkflows;
   apiToken: string;
-  temporalHealthy(): Promise<void>;
+  temporalHealthy(deadline: number): Promise<void>;
 }
 
 export function createApp(deps: AppDeps): express.Express {

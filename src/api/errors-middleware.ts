@@ -1,5 +1,6 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
-import { DomainError } from '../domain/errors';
+import { isDatabaseUnavailable } from '../db/unavailable';
+import { DomainError, Unavailable } from '../domain/errors';
 import { log } from '../log';
 
 /** Unknown routes answer like every other error: JSON naming what was asked for. */
@@ -12,6 +13,11 @@ export const errorHandler: ErrorRequestHandler = (err, req, res, next) => {
   if (res.headersSent) {
     next(err);
     return;
+  }
+  if (isDatabaseUnavailable(err)) {
+    // The cause names the server's address: the log gets it, the caller does not need it.
+    log.warn(`${req.method} ${req.originalUrl}: database unavailable: ${(err as Error).message}`);
+    err = new Unavailable('the database is not answering; nothing was changed by this request; try again');
   }
   if (err instanceof DomainError) {
     res.status(err.status).json({ error: { code: err.code, message: err.message, ...err.details } });

@@ -14,8 +14,9 @@ export interface Database {
  * With a URL, that PostgreSQL server. Without one, PGlite (PostgreSQL compiled to WebAssembly) keeps its
  * files under dataDir and is served on a loopback port, so the same pg driver and SQL serve both.
  */
-export async function openDatabase(options: { databaseUrl?: string; dataDir: string }): Promise<Database> {
-  const db = options.databaseUrl ? await openPostgres(options.databaseUrl) : await openEmbedded(options.dataDir);
+export async function openDatabase(options: { databaseUrl?: string; dataDir: string; timeoutMs?: number }): Promise<Database> {
+  const timeoutMs = options.timeoutMs ?? 5_000;
+  const db = options.databaseUrl ? await openPostgres(options.databaseUrl, timeoutMs) : await openEmbedded(options.dataDir, timeoutMs);
   try {
     await applyMigrations(db.knex);
   } catch (err) {
@@ -25,14 +26,28 @@ export async function openDatabase(options: { databaseUrl?: string; dataDir: str
   return db;
 }
 
-async function openPostgres(url: string): Promise<Database> {
-  const knex = knexFactory({ client: 'pg', connection: url, pool: { min: 0, max: 10 } });
+/**
+ * Every query has a deadline: a frozen connection or a server that stopped answering fails the request
+ * (503) within timeoutMs, instead of holding it, and its pool slot, for as long as the freeze lasts.
+ */
+function deadlines(timeoutMs: number) {
+  return { connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs };
+}
+
+async function openPostgres(url: string, timeoutMs: number): Promise<Database> {
+  const knex = knexFactory({
+    client: 'pg',
+    // statement_timeout also stops the server's side of a statement the client gave up on.
+    connection: { connectionString: url, ...deadlines(timeoutMs), statement_timeout: timeoutMs },
+    pool: { min: 0, max: 10 },
+    acquireConnectionTimeout: timeoutMs,
+  });
   const safe = new URL(url);
   safe.password = '';
   return { knex, description: `PostgreSQL ${safe.host}${safe.pathname}`, close: () => knex.destroy() };
 }
 
-async function openEmbedded(dataDir: string): Promise<Database> {
+async function openEmbedded(dataDir: string, timeoutMs: number): Promise<Database> {
   // Loaded lazily: PGlite's WebAssembly image is only paid for when it is used.
   const { PGlite } = await import('@electric-sql/pglite');
   const { PGLiteSocketServer } = await import('@electric-sql/pglite-socket');
@@ -45,8 +60,9 @@ async function openEmbedded(dataDir: string): Promise<Database> {
   // PGlite is a single session: one pooled connection keeps transactions from interleaving.
   const knex = knexFactory({
     client: 'pg',
-    connection: { host: '127.0.0.1', port, user: 'postgres', database: 'postgres' },
+    connection: { host: '127.0.0.1', port, user: 'postgres', database: 'postgres', ...deadlines(timeoutMs) },
     pool: { min: 0, max: 1 },
+    acquireConnectionTimeout: timeoutMs,
   });
   return {
     knex,

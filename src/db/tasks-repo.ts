@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { RequestExpired } from '../domain/errors';
 
 export const TASK_STATUSES = ['queued', 'running', 'succeeded', 'failed'] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
@@ -50,13 +51,35 @@ function toTask(row: TaskRow): TaskRecord {
   };
 }
 
-/** Idempotent on the id, so a retried activity does not fail on the row its first try wrote. */
+/**
+ * Starts a task, or refuses when the API abandoned its id first (see abandonTask): whichever of the two
+ * writes the row wins, so a request the client was told failed can never start later. Idempotent for
+ * the starter itself, so a retried activity does not fail on the row its first try wrote.
+ */
 export async function startTask(knex: Knex, task: { id: string; kind: string; hostname: string | null }): Promise<void> {
   const now = new Date();
-  await knex('tasks')
+  const inserted = await knex('tasks')
     .insert({ id: task.id, kind: task.kind, hostname: task.hostname, status: 'running', created_at: now, started_at: now, updated_at: now })
     .onConflict('id')
-    .ignore();
+    .ignore()
+    .returning('id');
+  if (inserted.length > 0) return;
+  const existing = await knex('tasks').select('started_at', 'error').where({ id: task.id }).first();
+  if (existing && existing.started_at === null) throw new RequestExpired(`task ${task.id} was abandoned before it started: ${existing.error}`);
+}
+
+/**
+ * The API stopped waiting for a command (no worker took it in time): records the task as failed and never
+ * started, unless the workflow started it first. Returns true when the abandonment won.
+ */
+export async function abandonTask(knex: Knex, task: { id: string; kind: string; hostname: string; error: string }): Promise<boolean> {
+  const now = new Date();
+  const inserted = await knex('tasks')
+    .insert({ id: task.id, kind: task.kind, hostname: task.hostname, status: 'failed', error: task.error, created_at: now, finished_at: now, updated_at: now })
+    .onConflict('id')
+    .ignore()
+    .returning('id');
+  return inserted.length > 0;
 }
 
 export async function finishTask(

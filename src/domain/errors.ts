@@ -30,11 +30,6 @@ export class Unauthorized extends DomainError {
   override readonly code = 'unauthorized';
 }
 
-export class Forbidden extends DomainError {
-  override readonly status = 403;
-  override readonly code = 'forbidden';
-}
-
 export class NotFound extends DomainError {
   override readonly status = 404;
   override readonly code = 'not_found';
@@ -56,8 +51,13 @@ export class FingerprintMismatch extends DomainError {
 }
 
 export class Unavailable extends DomainError {
-  override readonly status = 503;
-  override readonly code = 'unavailable';
+  override readonly status: number = 503;
+  override readonly code: string = 'unavailable';
+}
+
+/** A command that reached the node after the API had stopped waiting and told its client so: never applied. */
+export class RequestExpired extends Unavailable {
+  override readonly code = 'request_expired';
 }
 
 export interface BulkOffender {
@@ -77,15 +77,23 @@ export class BulkRefused extends DomainError {
   }
 }
 
+/** Every domain error by class name: a failure that crossed a Temporal boundary is rebuilt from its type. */
 const BY_NAME: Record<string, new (message: string, details?: Record<string, unknown>) => DomainError> = {
   BadRequest,
+  Unauthorized,
   NotFound,
   Conflict,
   InvalidState,
   FingerprintMismatch,
+  Unavailable,
+  RequestExpired,
 };
 
-/** Rebuilds a domain error that crossed a Temporal boundary as a failure carrying its class name. */
+/**
+ * Rebuilds a domain error that crossed a Temporal boundary as a failure carrying its class name. Errors
+ * whose constructor takes structured input (ValidationFailed, BulkRefused) never cross: they are thrown
+ * by the API before anything reaches a workflow.
+ */
 export function domainErrorFromName(name: string | undefined | null, message: string, details: Record<string, unknown>): DomainError | undefined {
   const Type = name ? BY_NAME[name] : undefined;
   return Type ? new Type(message, details) : undefined;

@@ -28,22 +28,6 @@ export const ENTRY_STATES: Partial<Record<NodeState, string>> = {
   enroll: 'POST /api/v1/nodes',
 };
 
-/** Stable states wait for an operator or an event; the others are work in progress. */
-export const STABLE_STATES: readonly NodeState[] = [
-  'unmanaged',
-  'active',
-  'failed',
-  'commissioned',
-  'decommissioned',
-  'maintenance',
-  'enroll',
-  'manageable',
-  'adopt failed',
-];
-
-/** Where DELETE /api/v1/nodes/{name} removes a node without any cleaning (Ironic's adoption guide). */
-export const DELETABLE_STATES: readonly NodeState[] = ['enroll', 'manageable', 'adopt failed'];
-
 /** Each transient state names the stable state it is heading for (as Ironic's fsm does). */
 export const TARGET_OF: Partial<Record<NodeState, NodeState>> = {
   initializing: 'active',
@@ -146,17 +130,33 @@ export function nextState(from: NodeState, event: NodeEvent, previous?: NodeStat
   return previous ?? undefined;
 }
 
+/** Stable states wait for an operator or an event: exactly the states that head for no other. */
+export function isStable(state: NodeState): boolean {
+  return TARGET_OF[state] === undefined;
+}
+export const STABLE_STATES: readonly NodeState[] = NODE_STATES.filter(isStable);
+
+/** Ironic's enrollment: the node is being validated and taken over, and is not in use yet. */
+export const ENROLLMENT_STATES: readonly NodeState[] = ['enroll', 'verifying', 'manageable', 'adopting', 'adopt failed'];
+/** driver_info and instance_info may change only before the node is in use (Ironic). */
+export const EDITABLE_STATES: readonly NodeState[] = ENROLLMENT_STATES.filter(isStable);
+/** DELETE /api/v1/nodes/{name} removes a node without any cleaning only where it was never in use. */
+export const DELETABLE_STATES: readonly NodeState[] = EDITABLE_STATES;
+/** The recorded power state is enforced once a node is in use, never while it is enrolled or adopted. */
+export const POWER_NOT_ENFORCED_STATES: readonly NodeState[] = ENROLLMENT_STATES;
+
+/** The one wording of a refused verb, wherever the refusal is decided. */
+export function refusal(hostname: string, state: NodeState, verb: string): string {
+  return `${verb} is not allowed while ${hostname} is ${state}`;
+}
+
 /** The operator verbs the table allows from a state: what a 409 tells the caller they may do instead. */
 export function allowedVerbs(state: NodeState): NodeEvent[] {
   return TRANSITIONS.filter((t) => t.from === state && OPERATOR_VERBS.includes(t.event)).map((t) => t.event);
 }
 
-export function isNodeState(value: unknown): value is NodeState {
-  return typeof value === 'string' && (NODE_STATES as readonly string[]).includes(value);
-}
-
-/** The stable state an operation leads a node to when it succeeds. */
-export function operationTarget(kind: OperationKind, from: NodeState): NodeState | undefined {
-  const transient = nextState(from, kind);
-  return transient === undefined ? undefined : TARGET_OF[transient];
+/** The stable state a successful operation of this kind leaves a node in. */
+export function operationTarget(kind: OperationKind): NodeState {
+  const transient = TRANSITIONS.find((t) => t.event === kind)!.to as NodeState;
+  return TARGET_OF[transient]!;
 }

@@ -13,7 +13,7 @@ const isText = (v: unknown) => (typeof v === 'string' && v.length > 0 ? undefine
  * on its command line, where any process listing would show it. Cipher suite 3 by default: asking the
  * BMC for its list first costs ipmitool ten seconds against many BMCs.
  */
-function ipmitool(node: DriverNode, command: string[]): Promise<string> {
+function ipmitool(node: DriverNode, command: string[], signal?: AbortSignal): Promise<string> {
   const info = node.driverInfo;
   const host = String(info.ipmi_address);
   const port = String(info.ipmi_port ?? 623);
@@ -24,7 +24,7 @@ function ipmitool(node: DriverNode, command: string[]): Promise<string> {
     execFile(
       'ipmitool',
       args,
-      { env: { PATH: process.env.PATH, IPMI_PASSWORD: node.secrets.ipmi_password ?? '' }, timeout: 30_000 },
+      { env: { PATH: process.env.PATH, IPMI_PASSWORD: node.secrets.ipmi_password ?? '' }, timeout: 30_000, signal },
       (err, stdout, stderr) => {
         if (!err) return resolve(stdout);
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return reject(new DriverError('ipmitool is not installed on this worker'));
@@ -46,8 +46,8 @@ function ipmitool(node: DriverNode, command: string[]): Promise<string> {
   });
 }
 
-async function powerState(node: DriverNode): Promise<PowerState> {
-  const out = await ipmitool(node, ['chassis', 'power', 'status']);
+async function powerState(node: DriverNode, signal?: AbortSignal): Promise<PowerState> {
+  const out = await ipmitool(node, ['chassis', 'power', 'status'], signal);
   const match = /Chassis Power is (on|off)/.exec(out);
   if (!match) throw new DriverError(`unexpected answer from ipmitool: ${out.trim()}`);
   return match[1] === 'on' ? 'power on' : 'power off';
@@ -65,7 +65,7 @@ const driver: PowerDriver = {
     { name: 'deploy_ramdisk', required: false, check: isText },
   ],
   validate: (node) => powerState(node),
-  getPowerState: (node) => powerState(node),
+  getPowerState: (node, ctx) => powerState(node, ctx.signal),
   async setPowerState(node, target) {
     await ipmitool(node, ['chassis', 'power', target === 'power on' ? 'on' : 'off']);
     // Like Ironic, a power change is done when the BMC reports it, not when the command is accepted.

@@ -14,6 +14,8 @@ export interface DriverNode {
 
 export interface DriverContext {
   agents: AgentClient;
+  /** Aborts the call (the power sync's per-node deadline); drivers that run a command kill it. */
+  signal?: AbortSignal;
 }
 
 /** A field of driver_info: required or not, and secret (write-only) or not. */

@@ -1,8 +1,8 @@
 import type { Knex } from 'knex';
 import { deleteEnrolledNode, driverNode, enrollNode, updateNodeInfo } from '../db/enrollment-repo';
 import { getNode, type NodeRecord } from '../db/nodes-repo';
-import { BadRequest, Conflict, InvalidState, NotFound, ValidationFailed } from '../domain/errors';
-import { allowedVerbs, nextState, type ProvisionVerb } from '../domain/states';
+import { BadRequest, Conflict, NotFound, ValidationFailed } from '../domain/errors';
+import type { ProvisionVerb } from '../domain/states';
 import { checkDriverInfo, getDriver } from '../drivers';
 import type { PowerTarget } from '../drivers/types';
 import type { AgentClient } from '../../activities/agent-client';
@@ -63,9 +63,7 @@ export class EnrollmentService {
 
   async provision(name: string, verb: ProvisionVerb): Promise<CommandResult> {
     const node = await this.require(name);
-    if (!nextState(node.state, verb)) {
-      throw new InvalidState(`${verb} is not allowed while ${name} is ${node.state}`, { state: node.state, allowed: allowedVerbs(node.state) });
-    }
+    // The state rule is the workflow's (its update validator reads the table).
     return this.workflows.provision(name, node.state, verb);
   }
 

@@ -1,8 +1,7 @@
 import { createPublicKey } from 'node:crypto';
 import type { Knex } from 'knex';
 import { getNode, recordAnnouncement, type NodeRecord } from '../db/nodes-repo';
-import { BadRequest, Conflict, FingerprintMismatch, InvalidState, NotFound, Unauthorized } from '../domain/errors';
-import { allowedVerbs } from '../domain/states';
+import { BadRequest, Conflict, FingerprintMismatch, NotFound, Unauthorized } from '../domain/errors';
 import { fingerprintOf } from '../identity/fingerprint';
 import { signatureProblem } from '../identity/request-signature';
 import type { AnnounceRequest, AnnounceResponse } from '../protocol';
@@ -58,22 +57,16 @@ export class NodeService {
   /** Accepting is local (Skyring): nothing goes to the node, so it works while the node is down. */
   async accept(hostname: string, fingerprint: string): Promise<CommandResult> {
     const node = await this.require(hostname);
-    if (node.state !== 'unmanaged') {
-      throw new InvalidState(`${hostname} is ${node.state}, not unmanaged`, { state: node.state, allowed: allowedVerbs(node.state) });
-    }
     if (node.fingerprint !== fingerprint) {
       throw new FingerprintMismatch(`fingerprint ${fingerprint} does not match the key ${hostname} announced`, { field: 'fingerprint' });
     }
-    return this.workflows.accept(hostname, fingerprint);
+    return this.workflows.accept(hostname, node.state, fingerprint);
   }
 
   async reinitialize(hostname: string): Promise<CommandResult> {
     const node = await this.require(hostname);
-    // An unmanaged node has no workflow yet; the table answers for it.
-    if (node.state === 'unmanaged') {
-      throw new InvalidState(`reinitialize is not allowed while ${hostname} is unmanaged`, { state: node.state, allowed: allowedVerbs(node.state) });
-    }
-    return this.workflows.reinitialize(hostname);
+    // The state rule is the workflow's (its update validator reads the table).
+    return this.workflows.reinitialize(hostname, node.state);
   }
 
   /** The agent's one-time message after acceptance, signed with the accepted key. */
