@@ -1,8 +1,8 @@
 import type { Knex } from 'knex';
 import { finishTask, startTask } from '../db/tasks-repo';
 import { log } from '../log';
-import { FingerprintMismatch, InvalidState, NotFound } from './errors';
-import { allowedVerbs, nextState, TARGET_OF, type NodeEvent, type NodeState } from './states';
+import { FingerprintMismatch, InvalidState, NotFound, RequestExpired } from './errors';
+import { allowedVerbs, nextState, refusal, TARGET_OF, type NodeEvent, type NodeState } from './states';
 
 export interface TransitionRequest {
   hostname: string;
@@ -21,6 +21,8 @@ export interface TransitionRequest {
   monitoringSilenced?: boolean;
   /** The task this transition ends, and how. */
   endsTask?: { status: 'succeeded' | 'failed'; error?: string };
+  /** The API stopped waiting for this command then (ms since the epoch): later, it is refused. */
+  notAfter?: number;
 }
 
 export interface TransitionOutcome {
@@ -44,10 +46,13 @@ export async function applyTransition(knex: Knex, req: TransitionRequest): Promi
         field: 'fingerprint',
       });
     }
+    if (req.notAfter !== undefined && Date.now() > req.notAfter) {
+      throw new RequestExpired(`the ${req.event} of ${req.hostname} expired before it could be applied; nothing was done`);
+    }
     const from = node.state as NodeState;
     const to = nextState(from, req.event, node.previous_state as NodeState | null);
     if (!to) {
-      throw new InvalidState(`${req.event} is not allowed while ${req.hostname} is ${from}`, {
+      throw new InvalidState(refusal(req.hostname, from, req.event), {
         state: from,
         allowed: allowedVerbs(from),
       });
