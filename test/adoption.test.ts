@@ -1,3 +1,4 @@
+import dgram from 'node:dgram';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -5,6 +6,7 @@ import path from 'node:path';
 import { loadOrCreateIdentity } from '../src/identity/identity';
 import type { AddressInfo } from 'node:net';
 import { nodeWorkflowId } from '../workflows/definitions';
+import { POWER_SYNC_WORKFLOW_ID } from '../workflows/power-sync';
 import { startBmc, type Bmc } from './support/bmc';
 import { waitForTask } from './support/fleet';
 import { HttpClient, type HttpResponse } from './support/http-client';
@@ -15,6 +17,8 @@ import { waitFor } from './support/wait-for';
 
 let ts: TestService;
 let bmc: Bmc;
+/** BMCs of single tests, stopped at the end. */
+const bmcs: Bmc[] = [];
 let images: http.Server;
 let imageUrl: string;
 /** Every response body the API gave in this file, and every line the service logged: scanned for secrets. */
@@ -32,7 +36,7 @@ beforeAll(async () => {
     });
   }
   process.env.LOG_LEVEL = 'debug';
-  ts = await startTestService({ POWER_SYNC_INTERVAL: '500ms' });
+  ts = await startTestService({ POWER_SYNC_INTERVAL: '500ms', POWER_SYNC_NODE_TIMEOUT: '2s' });
   const plain = ts.api;
   // A client that keeps what it was told.
   api = Object.assign(Object.create(plain), {
@@ -50,6 +54,7 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(async () => {
   await bmc?.stop();
+  await Promise.all(bmcs.map((b) => b.stop()));
   images?.close();
   await ts?.stop();
   jest.restoreAllMocks();
@@ -256,38 +261,95 @@ describe('failures', () => {
 });
 
 describe('power', () => {
-  const adopted = () => ts.hostname('adopted');
+  /** A node of its own, adopted, with a BMC of its own: power tests never share a BMC or depend on each other. */
+  async function adoptedNode(label: string): Promise<{ name: string; bmc: Bmc }> {
+    const own = await startBmc();
+    bmcs.push(own);
+    const name = ts.hostname(label);
+    expect((await enroll(label, { driver_info: own.driverInfo() })).status).toBe(201);
+    expect((await waitForTask(ts, (await provision(name, 'manage')).body.task_id)).body.status).toBe('succeeded');
+    expect((await waitForTask(ts, (await provision(name, 'adopt')).body.task_id)).body.status).toBe('succeeded');
+    return { name, bmc: own };
+  }
+  const events = async (type: string, name: string) => (await api.get(`/api/v1/events?type=${type}&node=${name}`)).body as unknown[];
+  const setPower = (name: string, target: string) => api.request('PUT', `/api/v1/nodes/${name}/states/power`, { json: { target } });
+
+  /** Sweeps the power sync has finished so far: its completed activities. */
+  async function sweepsDone(): Promise<number> {
+    const history = await ts.temporal.workflow.getHandle(`${POWER_SYNC_WORKFLOW_ID}:${ts.config.taskQueue}`).fetchHistory();
+    return (history.events ?? []).filter((e) => e.activityTaskCompletedEventAttributes).length;
+  }
+  async function afterTwoMoreSweeps(): Promise<void> {
+    const now = await sweepsDone();
+    await waitFor(sweepsDone, (n) => n >= now + 2, { what: 'two more power sync sweeps', timeoutMs: 60_000, intervalMs: 200 });
+  }
 
   test('drift on the BMC is corrected by the sync and recorded as an event', async () => {
-    await bmc.setPowerBehindTheBack('on');
+    const { name, bmc: own } = await adoptedNode('drift');
+    expect(await own.power()).toBe('power off');
 
-    await waitFor(() => api.get(`/api/v1/events?type=power_corrected&node=${adopted()}`), (r) => r.body.length === 1, { what: 'the correction' });
-    expect(await bmc.power()).toBe('power off');
+    await own.setPowerBehindTheBack('on');
+
+    await waitFor(() => events('power_corrected', name), (e) => e.length === 1, { what: 'the correction', timeoutMs: 60_000 });
+    expect(await own.power()).toBe('power off');
+    expect((await api.get(`/api/v1/nodes/${name}`)).body).toMatchObject({ power_state: 'power off', enforced_power_state: 'power off', power_fault: false });
   });
 
-  test('a change through the API becomes the enforced state', async () => {
-    const res = await api.request('PUT', `/api/v1/nodes/${adopted()}/states/power`, { json: { target: 'power on' } });
-    expect(res.status).toBe(202);
-    expect((await waitForTask(ts, res.body.task_id)).body.status).toBe('succeeded');
-    expect(await bmc.power()).toBe('power on');
-    const power = (await api.get(`/api/v1/nodes/${adopted()}/states/power`)).body;
-    expect(power).toMatchObject({ power_state: 'power on', enforced_power_state: 'power on', source: 'bmc', power_fault: false });
-    expectError(await api.request('PUT', `/api/v1/nodes/${adopted()}/states/power`, { json: { target: 'on' } }), 400, 'target');
+  test('a change through the API becomes the enforced state, and no sweep ever undoes it', async () => {
+    const { name, bmc: own } = await adoptedNode('operator-power');
+    // Each change races the sweeps that read the BMC before it landed; none of them may switch it back.
+    for (const target of ['power on', 'power off', 'power on'] as const) {
+      const res = await setPower(name, target);
+      expect(res.status).toBe(202);
+      expect((await waitForTask(ts, res.body.task_id)).body.status).toBe('succeeded');
+      await afterTwoMoreSweeps();
+      expect(await own.power()).toBe(target);
+      const power = (await api.get(`/api/v1/nodes/${name}/states/power`)).body;
+      expect(power).toMatchObject({ power_state: target, enforced_power_state: target, source: 'bmc', power_fault: false });
+    }
+    expect(await events('power_corrected', name)).toEqual([]);
+    expectError(await setPower(name, 'on'), 400, 'target');
   });
 
   test('three failed syncs raise a power fault, which clears itself when the BMC answers again', async () => {
-    await bmc.stop();
-    const faulted = await waitFor(() => api.get(`/api/v1/nodes/${adopted()}`), (r) => r.body.power_fault === true, { what: 'the power fault', timeoutMs: 90_000 });
+    const { name, bmc: own } = await adoptedNode('fault');
+    await own.stop();
+    const faulted = await waitFor(() => api.get(`/api/v1/nodes/${name}`), (r) => r.body.power_fault === true, { what: 'the power fault', timeoutMs: 90_000 });
     expect(faulted.body.last_error).toMatch(/^power sync: /);
-    expect((await api.get(`/api/v1/events?type=power_fault&node=${adopted()}`)).body).toHaveLength(1);
+    expect(await events('power_fault', name)).toHaveLength(1);
 
-    await bmc.start();
-    await waitFor(() => api.get(`/api/v1/nodes/${adopted()}`), (r) => r.body.power_fault === false, { what: 'the fault to clear', timeoutMs: 90_000 });
-    expect((await api.get(`/api/v1/events?type=power_fault_cleared&node=${adopted()}`)).body).toHaveLength(1);
+    await own.start();
+    await waitFor(() => api.get(`/api/v1/nodes/${name}`), (r) => r.body.power_fault === false, { what: 'the fault to clear', timeoutMs: 90_000 });
+    expect(await events('power_fault_cleared', name)).toHaveLength(1);
+    expect((await api.get(`/api/v1/nodes/${name}`)).body.last_error).toBeNull();
+  });
+
+  test('a BMC that never answers costs its own node a timeout; the others are still corrected', async () => {
+    const silent = await adoptedNode('silent-bmc');
+    const healthy = await adoptedNode('healthy-bmc');
+    // The silent node's BMC is replaced by one that swallows every packet (a hung BMC, not a refused port).
+    await silent.bmc.stop();
+    const blackHole = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => blackHole.bind(silent.bmc.port, silent.bmc.address, resolve));
+    try {
+      await healthy.bmc.setPowerBehindTheBack('on');
+      await waitFor(() => events('power_corrected', healthy.name), (e) => e.length === 1, { what: 'the healthy node to be corrected', timeoutMs: 60_000 });
+      const stuck = await waitFor(() => api.get(`/api/v1/nodes/${silent.name}`), (r) => r.body.power_fault === true, { what: 'the silent BMC to fault', timeoutMs: 90_000 });
+      expect(stuck.body.last_error).toBe(`power sync: BMC did not answer within ${ts.config.powerSyncNodeTimeoutMs} ms`);
+    } finally {
+      blackHole.close();
+    }
   });
 });
 
-test('the password appears in no response, no log line and no workflow history', async () => {
+test('no password appears in any response, log line or workflow history', async () => {
+  // A node of its own goes through manage and adopt, so this scan does not depend on other tests.
+  const name = ts.hostname('secret-scan');
+  await enroll('secret-scan');
+  await waitForTask(ts, (await provision(name, 'manage')).body.task_id);
+  await waitForTask(ts, (await provision(name, 'adopt')).body.task_id);
+  await api.get(`/api/v1/nodes/${name}`);
+  await api.get(`/api/v1/nodes/${name}/states/power`);
   // Payload data is bytes (base64 in this form): decode it, or a plain-text scan could never match.
   const asText = (history: unknown) =>
     JSON.stringify(history, (key, value) => {
@@ -295,14 +357,13 @@ test('the password appears in no response, no log line and no workflow history',
       if (key === 'data' && typeof value === 'string') return Buffer.from(value, 'base64').toString('utf8');
       return value;
     });
-  const histories = await Promise.all(
-    ['adopted', 'wrong-pw', 'no-image'].map(async (label) => asText(await ts.temporal.workflow.getHandle(nodeWorkflowId(ts.hostname(label))).fetchHistory())),
-  );
+  const history = asText(await ts.temporal.workflow.getHandle(nodeWorkflowId(name)).fetchHistory());
   // The decoding works: a key that exists only inside payloads (the workflow's settings) is found.
-  expect(histories[0]!.includes('initCheckIntervalMs')).toBe(true);
-  expect(seen.length).toBeGreaterThan(20);
-  expect(logged.length).toBeGreaterThan(5);
-  const leaks = [...seen, ...logged, ...histories].filter((text) => text.includes(bmc.password));
+  expect(history.includes('initCheckIntervalMs')).toBe(true);
+  expect(seen.length).toBeGreaterThan(4);
+  expect(logged.length).toBeGreaterThan(2);
+  const passwords = [bmc, ...bmcs].map((b) => b.password);
+  const leaks = [...seen, ...logged, history].filter((text) => passwords.some((p) => text.includes(p)));
   expect(leaks).toEqual([]);
   // The scan would see it: the password is in the BMC's own config, a string this test knows.
   expect(JSON.stringify(bmc.driverInfo())).toContain(bmc.password);

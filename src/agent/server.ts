@@ -49,7 +49,10 @@ async function readJson(req: http.IncomingMessage): Promise<Record<string, unkno
 
 async function dispatch(ctx: OperationsContext, req: http.IncomingMessage): Promise<unknown> {
   const route = `${req.method} ${req.url}`;
+  // Sandbox fault injection, as for hooks: slow/<op> delays the operation, fail/<op> fails it.
   const failIfInjected = async (op: string) => {
+    const delay = await ctx.operations.injectedDelay(op);
+    if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
     const failure = await ctx.operations.injectedFailure(op);
     if (failure) throw new HttpError(500, failure);
   };

@@ -5,7 +5,7 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { startAgent, type AgentHandle, type AgentOptions } from '../../src/agent/agent';
 import { loadConfig, type Config } from '../../src/config';
-import { startService, type RunningService } from '../../src/service';
+import { startService, type Role, type RunningService } from '../../src/service';
 import { HttpClient } from './http-client';
 import { nextLoopbackAddress } from './ports';
 import { createTestDatabase, postgresAvailable } from './test-database';
@@ -39,10 +39,11 @@ export interface TestService {
  * The whole service in-process against the run's real Temporal dev server and a fresh database of its
  * own (the PostgreSQL server when present, else embedded PGlite), with short initialization windows.
  */
-export async function startTestService(env: Record<string, string> = {}): Promise<TestService> {
+export async function startTestService(env: Record<string, string> = {}, options: { role?: Role } = {}): Promise<TestService> {
   installRuntimeOnce();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nl-service-'));
-  const database = (await postgresAvailable()) ? await createTestDatabase() : undefined;
+  // A test that brings its own DATABASE_URL (through a proxy, say) owns that database.
+  const database = env.DATABASE_URL === undefined && (await postgresAvailable()) ? await createTestDatabase() : undefined;
   const suffix = Math.random().toString(36).slice(2, 8);
   const config = loadConfig({
     DATA_DIR: dataDir,
@@ -55,7 +56,8 @@ export async function startTestService(env: Record<string, string> = {}): Promis
     ...(database ? { DATABASE_URL: database.url } : {}),
     ...env,
   });
-  const service = await startService(config, 'all');
+  const role = options.role ?? 'all';
+  const service = await startService(config, role);
   const connection = await Connection.connect({ address: service.temporalAddress });
   const extraWorkers: RunningService[] = [];
   const ts: TestService = {
@@ -70,7 +72,7 @@ export async function startTestService(env: Record<string, string> = {}): Promis
       const port = new URL(ts.service.apiUrl!).port;
       await ts.service.stop();
       // Same port: the agents keep talking to the address they were given.
-      ts.service = await startService({ ...config, port: Number(port) }, 'all');
+      ts.service = await startService({ ...config, port: Number(port) }, role);
     },
     async addWorker() {
       const worker = await startService(config, 'worker');
