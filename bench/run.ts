@@ -16,8 +16,8 @@ import { Fleet } from '../src/fleet/simulator';
 import { startService } from '../src/service';
 import { startDevServer } from '../src/temporal/dev-server';
 import { nodeWorkflowId } from '../workflows/definitions';
-import { createTestDatabase, postgresAvailable } from '../test/support/test-database';
-import { freePort } from '../test/support/ports';
+import { createTestDatabase, postgresAvailable } from '../src/dev/scratch-database';
+import { freePort } from '../src/dev/free-port';
 
 const { values } = parseArgs({ options: { nodes: { type: 'string', default: process.env.BENCH_NODES ?? '1000' } } });
 const NODES = Number(values.nodes);

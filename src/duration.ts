@@ -8,10 +8,3 @@ export function parseDuration(text: string): number {
   if (!Number.isFinite(value) || value <= 0) throw new Error(`"${text}" must be a positive duration`);
   return Math.round(value);
 }
-
-export function formatDuration(ms: number): string {
-  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
-  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
-  if (ms % 1000 === 0) return `${ms / 1000}s`;
-  return `${ms}ms`;
-}

