@@ -141,7 +141,7 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
       const app = createApp({
         knex: db.knex,
         nodes: new NodeService(db.knex, workflows, serverIdentity.fingerprint),
-        operations: new OperationService(db.knex, client.workflow, config.taskQueue),
+        operations: new OperationService(db.knex, client.workflow, config.taskQueue, config.temporalTimeoutMs),
         enrollment: new EnrollmentService(db.knex, workflows, agents),
         workflows,
         apiToken,

@@ -7,8 +7,6 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { NodeState, OperationKind, ProvisionVerb } from '../src/domain/states';
 import type { PowerTarget } from '../src/drivers/types';
 
-export const NODE_WORKFLOW_TYPE = 'nodeLifecycle';
-
 /** One workflow per node, keyed by the business key so that a second start finds the first. */
 export function nodeWorkflowId(hostname: string): string {
   return `node:${hostname}`;
@@ -108,7 +106,6 @@ export const NODE_SIGNALS = {
 } as const;
 export type NodeSignalName = keyof typeof NODE_SIGNALS;
 
-export const BULK_WORKFLOW_TYPE = 'bulkOperation';
 export function bulkWorkflowId(taskId: string): string {
   return `task:${taskId}`;
 }

@@ -27,8 +27,12 @@ const OUTPUT_LIMIT = 64 * 1024;
  * with the merged extra_vars as JSON on stdin. One operation at a time on a node: a second caller with
  * the same operation id joins the first (a retried request), a different one is told the node is busy.
  */
+/** Recent results kept by operation id: enough for any retry, bounded for a long-lived agent. */
+const REMEMBERED_RESULTS = 64;
+
 export class HookRunner {
   private current: { id: string; result: Promise<HookResult> } | undefined;
+  private readonly finished = new Map<string, HookResult>();
 
   constructor(
     private readonly hostname: string,
@@ -40,11 +44,24 @@ export class HookRunner {
 
   run(operationId: string, operation: string, extraVars: Record<string, unknown>): Promise<HookResult> | 'busy' {
     if (this.current) return this.current.id === operationId ? this.current.result : 'busy';
-    const result = this.execute(operation, extraVars).finally(() => {
-      this.current = undefined;
-    });
+    // A step retried after its worker died (the run had finished, its answer was lost) is not run twice.
+    const finished = this.finished.get(operationId);
+    if (finished) return Promise.resolve(finished);
+    const result = this.execute(operation, extraVars)
+      .then((done) => {
+        this.remember(operationId, done);
+        return done;
+      })
+      .finally(() => {
+        this.current = undefined;
+      });
     this.current = { id: operationId, result };
     return result;
+  }
+
+  private remember(operationId: string, result: HookResult): void {
+    this.finished.set(operationId, result);
+    if (this.finished.size > REMEMBERED_RESULTS) this.finished.delete(this.finished.keys().next().value!);
   }
 
   private async execute(operation: string, extraVars: Record<string, unknown>): Promise<HookResult> {

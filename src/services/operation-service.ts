@@ -5,7 +5,8 @@ import { submitBulk, withdrawBulk } from '../db/operations-repo';
 import { Unavailable } from '../domain/errors';
 import type { OperationKind } from '../domain/states';
 import { log } from '../log';
-import { BULK_WORKFLOW_TYPE, bulkWorkflowId, type BulkOperationInput } from '../../workflows/definitions';
+import { bulkOperation } from '../../workflows/bulk-operation';
+import { bulkWorkflowId } from '../../workflows/definitions';
 
 /** Bulk operations over lists of nodes (contiv's commission / decommission / maintenance). */
 export class OperationService {
@@ -13,6 +14,7 @@ export class OperationService {
     private readonly knex: Knex,
     private readonly client: WorkflowClient,
     private readonly taskQueue: string,
+    private readonly temporalTimeoutMs: number,
   ) {}
 
   /**
@@ -23,11 +25,9 @@ export class OperationService {
     const taskId = randomUUID();
     await submitBulk(this.knex, { taskId, kind, hostnames, extraVars });
     try {
-      await this.client.start(BULK_WORKFLOW_TYPE, {
-        workflowId: bulkWorkflowId(taskId),
-        taskQueue: this.taskQueue,
-        args: [{ taskId, kind } satisfies BulkOperationInput],
-      });
+      await this.client.withDeadline(Date.now() + this.temporalTimeoutMs, () =>
+        this.client.start(bulkOperation, { workflowId: bulkWorkflowId(taskId), taskQueue: this.taskQueue, args: [{ taskId, kind }] }),
+      );
     } catch (err) {
       log.error(`task ${taskId}: could not start its workflow: ${(err as Error).message}`);
       await withdrawBulk(this.knex, taskId, 'not started: Temporal did not take the request');

@@ -14,11 +14,10 @@ import { forEachLimited } from '../concurrency';
 import { DomainError, domainErrorFromName, NotFound, Unavailable } from '../domain/errors';
 import type { NodeState, ProvisionVerb } from '../domain/states';
 import type { PowerTarget } from '../drivers/types';
-import type { nodeLifecycle } from '../../workflows/node-lifecycle';
+import { nodeLifecycle } from '../../workflows/node-lifecycle';
 import {
   acceptUpdate,
   NODE_STATE_KEY,
-  NODE_WORKFLOW_TYPE,
   nodeWorkflowId,
   powerUpdate,
   provisionUpdate,
@@ -118,7 +117,7 @@ export class NodeWorkflows {
    * database, so the workflow's update validator judges the verb by the same state the inventory shows.
    */
   private withStart(hostname: string, state: NodeState) {
-    return new WithStartWorkflowOperation<typeof nodeLifecycle>(NODE_WORKFLOW_TYPE, {
+    return new WithStartWorkflowOperation(nodeLifecycle, {
       workflowId: nodeWorkflowId(hostname),
       taskQueue: this.taskQueue,
       args: [{ hostname, settings: this.settings, carried: { state, lastError: null, taskId: null, pendingInit: null } }],
