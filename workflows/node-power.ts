@@ -1,3 +1,4 @@
+import { log } from '@temporalio/workflow';
 import { db, failureMessage, hardware } from './activity-options';
 import type { NodeEntity } from './node-entity';
 
@@ -28,8 +29,14 @@ export class PowerRunner {
   async correctDrift(): Promise<void> {
     if (!this.node.takePowerDrift()) return;
     this.node.setPhase('power: correcting drift');
-    // The activity records its own outcome (event, failure count); a failure here is not the node's task.
-    await hardware.correctPowerDrift({ name: this.node.hostname });
+    try {
+      // The activity records its own outcome (event, failure count).
+      await hardware.correctPowerDrift({ name: this.node.hostname });
+    } catch (err) {
+      // Not even the bookkeeping got through (the database is down): the next sweep will ask again.
+      // Never let it escape: an uncaught failure here would end the node's workflow.
+      log.warn('power drift correction did not complete', { hostname: this.node.hostname, error: failureMessage(err) });
+    }
     this.node.setPhase('idle');
   }
 }
