@@ -1,3 +1,4 @@
+import type { PendingClaim } from '../db/claims-repo';
 import type { NodeEventRecord } from '../db/events-repo';
 import type { NodeRecord } from '../db/nodes-repo';
 import type { OperationRecord } from '../db/operations-repo';
@@ -34,12 +35,17 @@ export function presentNode(node: NodeRecord) {
   };
 }
 
-export function presentUnmanaged(node: NodeRecord) {
+/** One key claiming an unmanaged host; keys of the same host are listed side by side, as a conflict. */
+export function presentUnmanaged(claim: PendingClaim) {
   return {
-    hostname: node.hostname,
-    fingerprint: node.fingerprint,
-    address: node.address,
-    announced_at: node.announcedAt?.toISOString() ?? null,
+    hostname: claim.hostname,
+    fingerprint: claim.fingerprint,
+    address: claim.address,
+    // When this key first announced the host: of two claims, the operator may want the older one.
+    announced_at: claim.firstSeenAt.toISOString(),
+    last_seen_at: claim.lastSeenAt.toISOString(),
+    claims: claim.claims,
+    conflict: claim.claims > 1,
   };
 }
 

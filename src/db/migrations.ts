@@ -1,3 +1,4 @@
+import { createPublicKey } from 'node:crypto';
 import type { Knex } from 'knex';
 
 interface Migration {
@@ -134,6 +135,40 @@ const MIGRATIONS: Migration[] = [
         t.text('hostname').notNullable().references('nodes.hostname').onDelete('CASCADE');
         t.index(['hostname']);
       });
+    },
+  },
+  {
+    name: '004_announcement_claims',
+    async up(knex) {
+      // Every key that announced a hostname, so that a second key is listed beside the first instead of
+      // replacing it; the operator's accept picks one by fingerprint and the others are kept as rejected.
+      await knex.schema.createTable('node_claims', (t) => {
+        t.text('hostname').notNullable().references('nodes.hostname').onDelete('CASCADE');
+        t.text('fingerprint').notNullable();
+        t.text('public_key').notNullable();
+        t.text('address').notNullable();
+        t.text('status').notNullable();
+        t.timestamp('first_seen_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+        t.timestamp('last_seen_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+        t.primary(['hostname', 'fingerprint']);
+      });
+      await knex.raw("alter table node_claims add constraint node_claims_status check (status in ('pending', 'accepted', 'rejected'))");
+      // Announce used to store the key text as sent, private keys included: keep only the public part.
+      for (const row of await knex('nodes').whereNotNull('public_key').select('hostname', 'public_key')) {
+        let spki: string;
+        try {
+          spki = createPublicKey(row.public_key as string).export({ type: 'spki', format: 'pem' }).toString();
+        } catch {
+          continue;
+        }
+        if (spki !== row.public_key) await knex('nodes').where({ hostname: row.hostname }).update({ public_key: spki });
+      }
+      await knex.raw(`
+        insert into node_claims (hostname, fingerprint, public_key, address, status, first_seen_at, last_seen_at)
+        select hostname, fingerprint, public_key, address, 'pending',
+               coalesce(announced_at, created_at), coalesce(last_seen_at, announced_at, created_at)
+        from nodes
+        where state = 'unmanaged' and fingerprint is not null and public_key is not null and address is not null`);
     },
   },
 ];

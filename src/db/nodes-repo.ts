@@ -1,6 +1,8 @@
 import type { Knex } from 'knex';
 import { Conflict } from '../domain/errors';
 import type { NodeState } from '../domain/states';
+import { log } from '../log';
+import { recordClaim } from './claims-repo';
 
 export interface NodeRecord {
   hostname: string;
@@ -111,22 +113,25 @@ export interface Announcement {
 }
 
 /**
- * Records an agent's announcement. A new host becomes an unmanaged node. Before acceptance the host
- * may present a new key (the operator compares fingerprints when accepting); after acceptance only the
- * accepted key is honoured, as salt-master refuses a minion whose key changed.
+ * Records an agent's announcement. A new host becomes an unmanaged node. Until the operator accepts a
+ * key, each key that announces the hostname is a claim of its own (claims-repo): another key is listed
+ * beside the first, never in its place, so the node's key and address change only through accept.
+ * After acceptance only the accepted key is honoured, as salt-master refuses a minion whose key changed.
  */
 export async function recordAnnouncement(knex: Knex, a: Announcement): Promise<{ node: NodeRecord; isNew: boolean }> {
-  // Most announcements are heartbeats from a known node with its known key and address: one statement.
+  // Most announcements are heartbeats from a managed node with its key and known address: one statement.
   const [known] = await knex<NodeRow>('nodes')
     .where({ hostname: a.hostname, fingerprint: a.fingerprint, address: a.address })
+    .whereNot({ state: 'unmanaged' })
     .update({ announced_at: new Date(), last_seen_at: new Date() })
     .returning('*');
   if (known) return { node: toNode(known), isNew: false };
   return knex.transaction(async (trx) => {
-    const existing = await trx<NodeRow>('nodes').where({ hostname: a.hostname }).forUpdate().first();
     const now = new Date();
+    // Locked: an accept (which locks the same row) sees this announcement entirely or not at all.
+    let existing = await trx<NodeRow>('nodes').where({ hostname: a.hostname }).forUpdate().first();
     if (!existing) {
-      const [row] = await trx<NodeRow>('nodes')
+      const [created] = await trx<NodeRow>('nodes')
         .insert({
           hostname: a.hostname,
           state: 'unmanaged',
@@ -136,28 +141,52 @@ export async function recordAnnouncement(knex: Knex, a: Announcement): Promise<{
           announced_at: now,
           last_seen_at: now,
         })
+        .onConflict('hostname')
+        .ignore()
         .returning('*');
-      await trx('node_events').insert({
-        hostname: a.hostname,
-        type: 'transition',
-        from_state: null,
-        to_state: 'unmanaged',
-        event: 'announce',
-        cause: `agent announced from ${a.address}`,
-      });
-      return { node: toNode(row!), isNew: true };
+      if (created) {
+        await recordClaim(trx, a, now);
+        await trx('node_events').insert({
+          hostname: a.hostname,
+          type: 'transition',
+          from_state: null,
+          to_state: 'unmanaged',
+          event: 'announce',
+          cause: `agent announced from ${a.address}`,
+        });
+        return { node: toNode(created), isNew: true };
+      }
+      // Another first announcement of this hostname committed in between: go on as for a known host.
+      existing = await trx<NodeRow>('nodes').where({ hostname: a.hostname }).forUpdate().first();
+      if (!existing) throw new Conflict(`${a.hostname} changed while it was announced; announce again`, { hostname: a.hostname });
     }
-    if (existing.state !== 'unmanaged' && existing.fingerprint !== a.fingerprint) {
-      throw new Conflict(`${a.hostname} is managed with key ${existing.fingerprint}; an announcement with key ${a.fingerprint} is refused`, {
-        hostname: a.hostname,
-        accepted_fingerprint: existing.fingerprint,
-      });
+    if (existing.state !== 'unmanaged') {
+      if (existing.fingerprint !== a.fingerprint) {
+        throw new Conflict(`${a.hostname} is managed with key ${existing.fingerprint}; an announcement with key ${a.fingerprint} is refused`, {
+          hostname: a.hostname,
+          accepted_fingerprint: existing.fingerprint,
+        });
+      }
+      // The accepted key from a new address (the fast path above missed it).
+      const [moved] = await trx<NodeRow>('nodes')
+        .where({ hostname: a.hostname })
+        .update({ address: a.address, announced_at: now, last_seen_at: now, updated_at: now })
+        .returning('*');
+      return { node: toNode(moved!), isNew: false };
     }
+    const { isNew } = await recordClaim(trx, a, now);
+    // The hostname was heard from; the node's key and address follow only the key the node row holds.
+    const own = existing.fingerprint === a.fingerprint;
     const [row] = await trx<NodeRow>('nodes')
       .where({ hostname: a.hostname })
-      .update({ fingerprint: a.fingerprint, public_key: a.publicKey, address: a.address, announced_at: now, last_seen_at: now, updated_at: now })
+      .update(own ? { address: a.address, announced_at: now, last_seen_at: now, updated_at: now } : { last_seen_at: now })
       .returning('*');
-    return { node: toNode(row!), isNew: false };
+    if (isNew && !own) {
+      const cause = `another key ${a.fingerprint} claims ${a.hostname} from ${a.address}; accept picks one by fingerprint`;
+      await trx('node_events').insert({ hostname: a.hostname, type: 'claim', event: 'claim', cause });
+      log.warn(`node ${a.hostname}: ${cause}`);
+    }
+    return { node: toNode(row!), isNew };
   });
 }
 

@@ -1,7 +1,8 @@
 import type { Knex } from 'knex';
+import { acceptClaim } from '../db/claims-repo';
 import { finishTask, startTask } from '../db/tasks-repo';
 import { log } from '../log';
-import { FingerprintMismatch, InvalidState, NotFound, RequestExpired } from './errors';
+import { InvalidState, NotFound, RequestExpired } from './errors';
 import { allowedVerbs, nextState, refusal, TARGET_OF, type NodeEvent, type NodeState } from './states';
 
 export interface TransitionRequest {
@@ -41,10 +42,10 @@ export async function applyTransition(knex: Knex, req: TransitionRequest): Promi
 
     const node = await trx('nodes').where({ hostname: req.hostname }).forUpdate().first();
     if (!node) throw new NotFound(`node ${req.hostname} does not exist`);
-    if (req.requireFingerprint !== undefined && node.fingerprint !== req.requireFingerprint) {
-      throw new FingerprintMismatch(`fingerprint ${req.requireFingerprint} does not match the key ${req.hostname} announced`, {
-        field: 'fingerprint',
-      });
+    if (req.requireFingerprint !== undefined) {
+      // The operator's fingerprint picks one of the keys that claim the host: the node takes that key and
+      // address and the other claims are rejected, in this transaction, so all of it commits with the accept.
+      await acceptClaim(trx, { hostname: req.hostname, state: node.state, fingerprint: node.fingerprint }, req.requireFingerprint);
     }
     if (req.notAfter !== undefined && Date.now() > req.notAfter) {
       throw new RequestExpired(`the ${req.event} of ${req.hostname} expired before it could be applied; nothing was done`);

@@ -1,8 +1,8 @@
-import { createPublicKey } from 'node:crypto';
 import type { Knex } from 'knex';
+import { getClaim } from '../db/claims-repo';
 import { getNode, recordAnnouncement, type NodeRecord } from '../db/nodes-repo';
 import { BadRequest, Conflict, FingerprintMismatch, NotFound, Unauthorized } from '../domain/errors';
-import { fingerprintOf } from '../identity/fingerprint';
+import { parseAgentPublicKey } from '../identity/agent-public-key';
 import { signatureProblem } from '../identity/request-signature';
 import type { AnnounceRequest, AnnounceResponse } from '../protocol';
 import type { NodeWorkflows } from '../temporal/node-workflows';
@@ -27,20 +27,17 @@ export class NodeService {
 
   /** An agent says who it is. It proves it holds the key it shows by signing the request with it. */
   async announce(request: AnnounceRequest, signed: SignedRequest): Promise<{ created: boolean; response: AnnounceResponse }> {
-    let actual: string;
-    try {
-      actual = fingerprintOf(createPublicKey(request.public_key));
-    } catch {
-      throw new BadRequest('public_key is not a PEM public key', { field: 'public_key' });
+    const parsed = parseAgentPublicKey(request.public_key);
+    if ('problem' in parsed) throw new BadRequest(`public_key ${parsed.problem}`, { field: 'public_key' });
+    if (parsed.fingerprint !== request.fingerprint) {
+      throw new BadRequest(`fingerprint ${request.fingerprint} is not the fingerprint of public_key (${parsed.fingerprint})`, { field: 'fingerprint' });
     }
-    if (actual !== request.fingerprint) {
-      throw new BadRequest(`fingerprint ${request.fingerprint} is not the fingerprint of public_key (${actual})`, { field: 'fingerprint' });
-    }
-    verifySignature(request.public_key, signed);
+    verifySignature(parsed.pem, signed);
     const { node, isNew } = await recordAnnouncement(this.knex, {
       hostname: request.hostname,
-      fingerprint: request.fingerprint,
-      publicKey: request.public_key,
+      fingerprint: parsed.fingerprint,
+      // Only the key re-exported from what was parsed is stored, never the text as sent.
+      publicKey: parsed.pem,
       address: request.address,
     });
     return {
@@ -57,7 +54,9 @@ export class NodeService {
   /** Accepting is local (Skyring): nothing goes to the node, so it works while the node is down. */
   async accept(hostname: string, fingerprint: string): Promise<CommandResult> {
     const node = await this.require(hostname);
-    if (node.fingerprint !== fingerprint) {
+    // Before acceptance the key is chosen among the claims; the transition checks again, in its transaction.
+    const known = node.state === 'unmanaged' ? (await getClaim(this.knex, hostname, fingerprint))?.status === 'pending' : node.fingerprint === fingerprint;
+    if (!known) {
       throw new FingerprintMismatch(`fingerprint ${fingerprint} does not match the key ${hostname} announced`, { field: 'fingerprint' });
     }
     return this.workflows.accept(hostname, node.state, fingerprint);

@@ -1,6 +1,7 @@
 import { Router } from 'express';
 import type { Knex } from 'knex';
 import { z } from 'zod';
+import { listPendingClaims } from '../../db/claims-repo';
 import { listClusterEvents, listNodeEvents } from '../../db/events-repo';
 import { openOperationsOf } from '../../db/operations-repo';
 import { getNode, listNodes } from '../../db/nodes-repo';
@@ -29,7 +30,7 @@ export function nodeRoutes(knex: Knex, nodes: NodeService, workflows: NodeWorkfl
   const router = Router();
 
   router.get('/unmanaged_nodes', async (_req, res) => {
-    res.json((await listNodes(knex, { states: ['unmanaged'] })).map(presentUnmanaged));
+    res.json((await listPendingClaims(knex)).map(presentUnmanaged));
   });
 
   router.post('/unmanaged_nodes/:hostname/accept', async (req, res) => {
