@@ -5,6 +5,7 @@ import { signRequest } from '../src/identity/request-signature';
 import { SERVER_PATHS } from '../src/protocol';
 import type { HttpResponse } from './support/http-client';
 import { acceptNode, nodeState, startTestAgent, startTestService, type TestAgent, type TestService } from './support/harness';
+import { nodectl } from './support/nodectl';
 import { waitFor } from './support/wait-for';
 
 let ts: TestService;
@@ -113,6 +114,21 @@ describe('several keys claiming one pending hostname', () => {
       { what: 'a heartbeat from the true agent' },
     );
     expect((await listed(a.hostname)).find((n) => n.fingerprint === a.fingerprint)!.address).toBe(a.handle.address);
+  });
+
+  test('nodectl lists both keys and warns of the conflict', async () => {
+    const host = ts.hostname('cli-contested');
+    const [first, second] = [p256(), p256()];
+    await announce(host, first, 'https://127.0.0.77:443');
+    await announce(host, second, 'https://127.0.0.78:443');
+
+    const { code, stdout } = await nodectl(ts, ['nodes', 'unmanaged']);
+
+    expect(code).toBe(0);
+    const rows = stdout.split('\n').filter((l) => l.startsWith(host));
+    expect(rows).toEqual([expect.stringContaining(fingerprintOf(first.publicKey)), expect.stringContaining(fingerprintOf(second.publicKey))]);
+    for (const row of rows) expect(row).toContain('2 (conflict)');
+    expect(stdout).toMatch(new RegExp(`warning: more than one key claims .*${host.replace(/\./g, '\\.')}`));
   });
 
   test('a single claim is listed without a conflict, and the same key may move to a new address', async () => {

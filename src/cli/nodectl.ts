@@ -109,8 +109,18 @@ async function getNodes(api: ApiClient, names: string[], options: Options, out: 
 async function listUnmanaged(api: ApiClient, options: Options, out: Out): Promise<number> {
   const nodes = await api.request<any[]>('GET', '/api/v1/unmanaged_nodes');
   if (options.json) out(JSON.stringify(nodes, null, 2));
-  else out(table(['HOSTNAME', 'FINGERPRINT', 'ADDRESS', 'ANNOUNCED'], nodes.map((n) => [n.hostname, n.fingerprint, n.address, n.announced_at])));
+  else {
+    out(table(['HOSTNAME', 'FINGERPRINT', 'ADDRESS', 'ANNOUNCED', 'CLAIMS'], nodes.map((n) => [n.hostname, n.fingerprint, n.address, n.announced_at, claimsCell(n)])));
+    const contested = [...new Set(nodes.filter((n) => n.conflict).map((n) => n.hostname as string))];
+    if (contested.length > 0) {
+      out(`\nwarning: more than one key claims ${contested.join(', ')}; accept only the fingerprint the node's own agent prints, the others will be rejected`);
+    }
+  }
   return 0;
+}
+
+function claimsCell(n: { claims?: number; conflict?: boolean }): string {
+  return n.conflict ? `${n.claims} (conflict)` : String(n.claims ?? 1);
 }
 
 async function accept(api: ApiClient, name: string, options: Options, out: Out): Promise<number> {
