@@ -6,6 +6,7 @@ import { enforcedNodes, enforcedPowerOf, recordPowerAnswer, recordPowerEvent, re
 import { getDriver } from '../src/drivers';
 import { DriverError, type PowerState } from '../src/drivers/types';
 import { NODE_SIGNALS } from '../workflows/definitions';
+import type { SecretBox } from '../src/secrets/secret-box';
 import type { AgentClient } from './agent-client';
 import { keepAlive } from './heartbeat';
 import type { NodeSignaller } from './operations';
@@ -13,6 +14,8 @@ import type { NodeSignaller } from './operations';
 export interface PowerSyncDeps {
   knex: Knex;
   agents: AgentClient;
+  /** Opens the node's driver secrets, sealed in the database. */
+  secretBox: SecretBox;
   signalNodes: NodeSignaller;
   /** BMCs read at once in a sweep. */
   powerSyncParallel: number;
@@ -25,7 +28,7 @@ export function createPowerSyncActivities(deps: PowerSyncDeps) {
 
   /** The power state the node's BMC reports, within the per-node deadline (the driver's call is aborted after it). */
   async function readPower(hostname: string): Promise<PowerState> {
-    const { driver: name, node } = await driverNode(knex, hostname);
+    const { driver: name, node } = await driverNode(knex, deps.secretBox, hostname);
     const driver = getDriver(name)!;
     const signal = AbortSignal.timeout(deps.powerSyncNodeTimeoutMs);
     const timedOut = new Promise<never>((_, reject) =>
@@ -71,7 +74,7 @@ export function createPowerSyncActivities(deps: PowerSyncDeps) {
       const enforced = await enforcedPowerOf(knex, input.name);
       if (enforced === null) return 'in_sync';
       try {
-        const { driver: name, node } = await driverNode(knex, input.name);
+        const { driver: name, node } = await driverNode(knex, deps.secretBox, input.name);
         const driver = getDriver(name)!;
         const ctx = { agents: deps.agents };
         const drifted = (await driver.getPowerState(node, ctx)) !== enforced;

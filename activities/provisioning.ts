@@ -5,6 +5,7 @@ import { driverNode, portsOf, recordBootConfig, recordPowerState } from '../src/
 import { finishTask, startTask } from '../src/db/tasks-repo';
 import { getDriver } from '../src/drivers';
 import { DriverError, type PowerState, type PowerTarget } from '../src/drivers/types';
+import type { SecretBox } from '../src/secrets/secret-box';
 import type { AgentClient } from './agent-client';
 import { asFailure } from './failures';
 import { keepAlive } from './heartbeat';
@@ -13,6 +14,8 @@ import { RequestExpired } from '../src/domain/errors';
 export interface ProvisioningDeps {
   knex: Knex;
   agents: AgentClient;
+  /** Opens the node's driver secrets, sealed in the database. */
+  secretBox: SecretBox;
 }
 
 /** A driver's or a validation's refusal is the node's problem to report, not a blip to retry. */
@@ -51,7 +54,7 @@ export function createProvisioningActivities(deps: ProvisioningDeps) {
   const ctx = { agents: deps.agents };
 
   async function load(name: string) {
-    const { driver: driverName, node, record } = await driverNode(knex, name);
+    const { driver: driverName, node, record } = await driverNode(knex, deps.secretBox, name);
     const driver = getDriver(driverName);
     if (!driver) throw ApplicationFailure.nonRetryable(`node ${name} has the unknown driver ${driverName}`, 'DriverError');
     return { driver, node, record };

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { parseDuration } from './duration';
+import { decodeSecretsKey } from './secrets/secret-box';
 
 export interface Config {
   host: string;
@@ -15,6 +16,8 @@ export interface Config {
   temporalCliPath: string;
   taskQueue: string;
   apiToken?: string;
+  /** Seals driver secrets (IPMI passwords) in the database. Unset: DATA_DIR/secrets.key, made on first start. */
+  secretsKey?: Buffer;
   initCheckIntervalMs: number;
   initWindowMs: number;
   agentRequestTimeoutMs: number;
@@ -67,6 +70,17 @@ function positiveInt(env: Env, name: string, fallback: number): number {
   return value;
 }
 
+function secretsKey(env: Env): Buffer | undefined {
+  const raw = env.SECRETS_KEY;
+  if (!raw) return undefined;
+  try {
+    return decodeSecretsKey(raw.trim());
+  } catch (err) {
+    // The value itself is never repeated: it is meant to be a secret.
+    throw new ConfigError(`SECRETS_KEY ${(err as Error).message}`);
+  }
+}
+
 function jsonObject(env: Env, name: string): Record<string, unknown> {
   const raw = env[name];
   if (!raw) return {};
@@ -98,6 +112,7 @@ export function loadConfig(env: Env = process.env): Config {
     temporalCliPath: env.TEMPORAL_CLI_PATH || 'temporal',
     taskQueue: env.TASK_QUEUE || 'node-lifecycle',
     apiToken: env.API_TOKEN || undefined,
+    secretsKey: secretsKey(env),
     initCheckIntervalMs,
     initWindowMs,
     agentRequestTimeoutMs: duration(env, 'AGENT_REQUEST_TIMEOUT', '10s'),

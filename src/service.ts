@@ -11,6 +11,9 @@ import { resolveApiToken } from './api-token';
 import { ConfigError, type Config } from './config';
 import { openDatabase, type Database } from './db/database';
 import { loadOrCreateIdentity } from './identity/identity';
+import { SecretBox } from './secrets/secret-box';
+import { resolveSecretsKey } from './secrets/secrets-key';
+import { sealStoredSecrets } from './secrets/seal-stored-secrets';
 import { log } from './log';
 import { NodeService } from './services/node-service';
 import { OperationService } from './services/operation-service';
@@ -72,6 +75,10 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
 
     const db: Database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, timeoutMs: config.databaseTimeoutMs });
     stack.push(() => db.close());
+    // Like the server identity, one key for every process of a deployment: the API seals, the worker opens.
+    const secretsKey = await resolveSecretsKey(config.secretsKey, config.dataDir);
+    const secretBox = new SecretBox(secretsKey.key);
+    await sealStoredSecrets(db.knex, secretBox, secretsKey.source);
     // Every process of a deployment must share this key: the API hands out its fingerprint, the
     // worker presents it to agents.
     const serverIdentity = await loadOrCreateIdentity(path.join(config.dataDir, 'server-identity'), 'node-lifecycle-server');
@@ -104,6 +111,7 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
         activities: createActivities({
           knex: db.knex,
           agents,
+          secretBox,
           monitoringEndpoint: config.monitoringEndpoint,
           nodeServices: config.nodeServices,
           maxConcurrentOperations: config.maxConcurrentOperations,
@@ -142,7 +150,7 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
         knex: db.knex,
         nodes: new NodeService(db.knex, workflows, serverIdentity.fingerprint),
         operations: new OperationService(db.knex, client.workflow, config.taskQueue, config.temporalTimeoutMs),
-        enrollment: new EnrollmentService(db.knex, workflows, agents),
+        enrollment: new EnrollmentService(db.knex, workflows, agents, secretBox),
         workflows,
         apiToken,
         temporalHealthy: async (deadline) => {

@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import { Conflict, InvalidState, NotFound } from '../domain/errors';
 import { allowedVerbs, DELETABLE_STATES, type NodeState } from '../domain/states';
 import type { DriverNode, PowerState } from '../drivers/types';
+import type { SecretBox } from '../secrets/secret-box';
 import { getNode, type NodeRecord } from './nodes-repo';
 
 export interface Enrollment {
@@ -18,8 +19,8 @@ export interface Enrollment {
 /** States in which driver_info and instance_info may still change (Ironic: before the node is in use). */
 export const EDITABLE_STATES: readonly NodeState[] = ['enroll', 'manageable', 'adopt failed'];
 
-/** Creates a node in enroll; a name or a MAC already in use is a conflict naming it. */
-export async function enrollNode(knex: Knex, e: Enrollment): Promise<NodeRecord> {
+/** Creates a node in enroll, its secrets sealed; a name or a MAC already in use is a conflict naming it. */
+export async function enrollNode(knex: Knex, box: SecretBox, e: Enrollment): Promise<NodeRecord> {
   await knex.transaction(async (trx) => {
     if (await trx('nodes').where({ hostname: e.name }).first()) {
       throw new Conflict(`a node named ${e.name} exists already`, { field: 'name' });
@@ -36,7 +37,7 @@ export async function enrollNode(knex: Knex, e: Enrollment): Promise<NodeRecord>
       state: 'enroll',
       driver: e.driver,
       driver_info: JSON.stringify(e.driverInfo),
-      driver_secrets: JSON.stringify(e.secrets),
+      driver_secrets: JSON.stringify(box.sealAll(e.name, e.secrets)),
       instance_info: JSON.stringify(e.instanceInfo),
       fingerprint: e.agentFingerprint ?? null,
     });
@@ -58,12 +59,16 @@ async function lockEnrolled(trx: Knex.Transaction, name: string, allowed: readon
   return row;
 }
 
-/** Merges changes into driver_info (secrets apart) and instance_info; a null value removes a key. */
+/** Merges changes into driver_info (secrets apart, sealed) and instance_info; a null value removes a key. */
 export async function updateNodeInfo(
   knex: Knex,
+  box: SecretBox,
   name: string,
   change: { driverInfo?: Record<string, unknown>; secrets?: Record<string, string | null>; instanceInfo?: Record<string, unknown> },
 ): Promise<NodeRecord> {
+  const secrets = Object.fromEntries(
+    Object.entries(change.secrets ?? {}).map(([field, value]) => [field, value === null ? null : box.seal(value, { node: name, field })]),
+  );
   await knex.transaction(async (trx) => {
     const row = await lockEnrolled(trx, name, EDITABLE_STATES, 'changing driver_info or instance_info');
     const merge = (current: Record<string, unknown> | null, patch: Record<string, unknown> | undefined) => {
@@ -78,7 +83,7 @@ export async function updateNodeInfo(
       .where({ hostname: name })
       .update({
         driver_info: merge(row.driver_info, change.driverInfo),
-        driver_secrets: merge(row.driver_secrets, change.secrets),
+        driver_secrets: merge(row.driver_secrets, secrets),
         instance_info: merge(row.instance_info, change.instanceInfo),
         updated_at: new Date(),
       });
@@ -99,8 +104,11 @@ export async function portsOf(knex: Knex, name: string): Promise<string[]> {
   return (await knex('node_ports').select('address').where({ hostname: name }).orderBy('address')).map((r) => r.address);
 }
 
-/** Everything a driver needs, secrets included: read here, by reference, never carried in a payload. */
-export async function driverNode(knex: Knex, name: string): Promise<{ driver: string; node: DriverNode; record: NodeRecord }> {
+/**
+ * Everything a driver needs, secrets included: read here, by reference, never carried in a payload.
+ * Secrets that do not open with this process's key throw SecretsKeyMismatch, naming the node.
+ */
+export async function driverNode(knex: Knex, box: SecretBox, name: string): Promise<{ driver: string; node: DriverNode; record: NodeRecord }> {
   const row = await knex('nodes').where({ hostname: name }).first();
   if (!row) throw new NotFound(`no node ${name}`);
   if (!row.driver) throw new Conflict(`node ${name} has no power driver`);
@@ -111,7 +119,7 @@ export async function driverNode(knex: Knex, name: string): Promise<{ driver: st
     node: {
       hostname: name,
       driverInfo: row.driver_info ?? {},
-      secrets: row.driver_secrets ?? {},
+      secrets: box.openAll(name, row.driver_secrets ?? {}),
       agent: row.address && row.fingerprint ? { hostname: name, address: row.address, fingerprint: row.fingerprint } : null,
     },
   };

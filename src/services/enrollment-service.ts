@@ -5,6 +5,7 @@ import { BadRequest, Conflict, NotFound, ValidationFailed } from '../domain/erro
 import type { ProvisionVerb } from '../domain/states';
 import { checkDriverInfo, getDriver } from '../drivers';
 import type { PowerTarget } from '../drivers/types';
+import type { SecretBox } from '../secrets/secret-box';
 import type { AgentClient } from '../../activities/agent-client';
 import type { NodeWorkflows } from '../temporal/node-workflows';
 import type { CommandResult } from '../../workflows/definitions';
@@ -23,6 +24,7 @@ export class EnrollmentService {
     private readonly knex: Knex,
     private readonly workflows: NodeWorkflows,
     private readonly agents: AgentClient,
+    private readonly secrets: SecretBox,
   ) {}
 
   async enroll(request: EnrollRequest): Promise<NodeRecord> {
@@ -30,7 +32,7 @@ export class EnrollmentService {
     const { visible, secrets, problems } = checkDriverInfo(driver, request.driver_info);
     if (problems.length > 0) throw new ValidationFailed(problems);
     const ports = (request.ports ?? []).map((p) => p.address.toLowerCase());
-    return enrollNode(this.knex, {
+    return enrollNode(this.knex, this.secrets, {
       name: request.name,
       driver: driver.name,
       driverInfo: visible,
@@ -53,7 +55,7 @@ export class EnrollmentService {
     if (problems.length > 0) throw new ValidationFailed(problems);
     const secretNames = new Set(driver.fields.filter((f) => f.secret).map((f) => f.name));
     for (const [k] of removals) (secretNames.has(k) ? (secrets as Record<string, string | null>) : visible)[k] = null;
-    return updateNodeInfo(this.knex, name, { driverInfo: visible, secrets, instanceInfo: change.instance_info });
+    return updateNodeInfo(this.knex, this.secrets, name, { driverInfo: visible, secrets, instanceInfo: change.instance_info });
   }
 
   async delete(name: string): Promise<void> {
@@ -68,7 +70,7 @@ export class EnrollmentService {
   }
 
   async readPower(name: string) {
-    const { driver: driverName, node, record } = await driverNode(this.knex, name);
+    const { driver: driverName, node, record } = await driverNode(this.knex, this.secrets, name);
     const driver = getDriver(driverName)!;
     const known = { enforced_power_state: record.enforcedPowerState, power_fault: record.powerFault, driver: driverName };
     try {
