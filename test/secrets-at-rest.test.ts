@@ -14,7 +14,12 @@ import { nodeState, startTestService, type TestService } from './support/harness
 import { postgresAvailable } from './support/test-database';
 
 const SEALED = /^v1:[A-Za-z0-9+/]{16}:[A-Za-z0-9+/]{22}==:[A-Za-z0-9+/]+={0,2}$/;
-const tempDir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'nl-secrets-'));
+const tempDirs: string[] = [];
+const tempDir = () => {
+  tempDirs.push(fs.mkdtempSync(path.join(os.tmpdir(), 'nl-secrets-')));
+  return tempDirs.at(-1)!;
+};
+afterAll(() => tempDirs.forEach((dir) => fs.rmSync(dir, { recursive: true, force: true })));
 
 describe('the secret box', () => {
   const box = new SecretBox(randomBytes(32));
@@ -203,7 +208,6 @@ describe('through the service, against a real BMC', () => {
     } finally {
       spy.mockRestore();
       await other.stop();
-      fs.rmSync(dataDir, { recursive: true, force: true });
     }
   });
 });
