@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { ConfigError, loadConfig } from './config';
 import { log } from './log';
-import { startService, type Role } from './service';
+import { startService, type Role, type RunningService } from './service';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { role: { type: 'string', default: 'all' } } });
@@ -16,7 +16,7 @@ async function main(): Promise<void> {
   const lines = [
     `node-lifecycle (${role}) is running`,
     service.apiUrl && `  REST API      ${service.apiUrl}/api/v1   (health: ${service.apiUrl}/healthz)`,
-    service.apiUrl && `  API token     ${service.apiToken}${service.apiTokenFile ? `   (from ${service.apiTokenFile})` : ''}`,
+    service.apiUrl && `  API token     ${tokenWhereabouts(service)}`,
     `  Temporal      ${service.temporalAddress}   namespace ${config.temporalNamespace}, task queue ${config.taskQueue}`,
     service.temporalUiUrl && `  Temporal UI   ${service.temporalUiUrl}/namespaces/${config.temporalNamespace}/workflows`,
     `  Database      ${service.database}`,
@@ -38,6 +38,12 @@ async function main(): Promise<void> {
     log.error(`worker stopped: ${(err as Error).message}`);
     void shutdown('worker failure', 1);
   });
+}
+
+/** Where the token is, never the token: a start-up banner ends up in terminals, logs and screenshots. */
+function tokenWhereabouts(service: RunningService): string {
+  if (!service.apiTokenFile) return 'from API_TOKEN (not shown)';
+  return `in ${service.apiTokenFile}   (begins ${service.apiToken.slice(0, 4)}…)`;
 }
 
 main().catch((err: unknown) => {
