@@ -21,6 +21,7 @@ import { EnrollmentService } from './services/enrollment-service';
 import { abandonTask } from './db/tasks-repo';
 import { NODE_MONITOR_WORKFLOW_ID, nodeMonitor } from '../workflows/node-monitor';
 import { POWER_SYNC_WORKFLOW_ID, powerSync } from '../workflows/power-sync';
+import { acquireServiceLock } from './service-lock';
 import { startDevServer, type DevServer } from './temporal/dev-server';
 import { NodeWorkflows, nodeSignaller } from './temporal/node-workflows';
 import { ensureNodeStateAttribute } from './temporal/search-attributes';
@@ -50,7 +51,9 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
     throw new ConfigError(`the ${role} role runs beside other processes and the embedded database serves one process: set DATABASE_URL`);
   }
   await fs.mkdir(config.dataDir, { recursive: true });
-  const stack: (() => Promise<void>)[] = [];
+  // Before anything else touches DATA_DIR: a service still running on it is refused, never broken.
+  const lock = acquireServiceLock(config, role);
+  const stack: (() => Promise<void>)[] = [async () => lock.release()];
   const stop = async () => {
     while (stack.length > 0) {
       await stack.pop()!().catch((err: unknown) => log.warn(`shutdown: ${(err as Error).message}`));

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import net from 'node:net';
@@ -32,9 +32,11 @@ const PID_FILE = 'temporal-dev-server.pid';
 const DB_FILE = 'temporal.sqlite';
 
 /**
- * Runs `temporal server start-dev` as a child process on a SQLite file under dataDir. A server left
- * behind by a previous run that was killed (kill -9 leaves the child orphaned) is found through the
- * pid file and stopped first, so a restart after a crash just works.
+ * Runs `temporal server start-dev` as a child process on a SQLite file under dataDir; the server gets
+ * SIGTERM when this process ends, however it ends (see withParentDeathSignal). A server still found
+ * through the pid file (one that was shutting down as we started, or started where setpriv is missing)
+ * is stopped first, so a restart after a crash just works. The caller must own dataDir: startService
+ * holds its lock, so a live service's server is never taken for a leftover.
  */
 export async function startDevServer(options: DevServerOptions): Promise<DevServer> {
   const ip = options.ip ?? '127.0.0.1';
@@ -57,9 +59,15 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     '--log-level', 'warn',
     ...(options.headless ? ['--headless'] : ['--ui-port', String(options.uiPort)]),
   ];
+  try {
+    fs.accessSync(options.cliPath, fs.constants.X_OK);
+  } catch (err) {
+    throw new Error(`cannot run the Temporal CLI at ${options.cliPath}: ${(err as Error).message}`);
+  }
+  const [command, ...commandArgs] = withParentDeathSignal([options.cliPath, ...args]);
   const logFile = fs.openSync(path.join(options.dataDir, 'temporal.log'), 'a');
   // Its own process group: a Ctrl-C on the terminal reaches us, and we stop the server after the worker.
-  const child = spawn(options.cliPath, args, { stdio: ['ignore', logFile, logFile], detached: true });
+  const child = spawn(command!, commandArgs, { stdio: ['ignore', logFile, logFile], detached: true });
   fs.closeSync(logFile);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await new Promise<void>((resolve, reject) => {
@@ -91,6 +99,22 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
       await fsp.rm(pidFile, { force: true });
     },
   };
+}
+
+let parentDeathSignal: boolean | undefined;
+
+/**
+ * Prefixes the command with `setpriv --pdeathsig SIGTERM` (util-linux, on every Debian): the kernel
+ * sends the server SIGTERM when the thread that spawned it ends, and Node spawns from its main thread,
+ * so the server goes with this process even on SIGKILL, and with a killed process group although it has
+ * a group of its own. prctl(PR_SET_PDEATHSIG) survives the exec into the Temporal CLI, which we cannot
+ * change to watch a pipe instead. SIGTERM, not SIGKILL, so it still closes its SQLite file cleanly.
+ */
+function withParentDeathSignal(command: string[]): string[] {
+  parentDeathSignal ??= spawnSync('setpriv', ['--pdeathsig', 'SIGTERM', 'true'], { stdio: 'ignore' }).status === 0;
+  if (parentDeathSignal) return ['setpriv', '--pdeathsig', 'SIGTERM', '--', ...command];
+  log.warn('setpriv (util-linux) with --pdeathsig is not available: the Temporal dev server will outlive this process if it is killed with SIGKILL');
+  return command;
 }
 
 async function stopOrphan(pidFile: string, dbFile: string): Promise<void> {
