@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { sweepReachability } from '../src/db/events-repo';
 import { saveFacts, setLastError } from '../src/db/nodes-repo';
-import { applyTransition, type TransitionOutcome, type TransitionRequest } from '../src/domain/transition';
+import { applyTransition, type TransitionOutcome, type TransitionRequest } from '../src/db/transitions-repo';
 import { AGENT_PATHS, type PingResponse } from '../src/protocol';
 import type { AgentEndpoint } from './agent-client';
 import { asFailure } from './failures';

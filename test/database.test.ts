@@ -5,7 +5,7 @@ import { openDatabase, type Database } from '../src/db/database';
 import { listNodeEvents } from '../src/db/events-repo';
 import { getNode, recordAnnouncement } from '../src/db/nodes-repo';
 import { getTask } from '../src/db/tasks-repo';
-import { applyTransition } from '../src/domain/transition';
+import { applyTransition } from '../src/db/transitions-repo';
 import { createTestDatabase, postgresAvailable } from './support/test-database';
 
 /** A node as an agent would announce it; override what a test cares about. */
@@ -63,15 +63,18 @@ describe.each(backends)('inventory on %s', (_name, open) => {
     expect(events).toMatchObject([{ fromState: null, toState: 'unmanaged', event: 'announce' }]);
   });
 
-  test('before acceptance a new key replaces the announced one; after it, a new key is refused', async () => {
+  test('before acceptance a second key is a claim beside the first, never a replacement; after it, a new key is refused', async () => {
     const host = 'rekey.test';
-    await recordAnnouncement(db.knex, makeAnnouncement({ hostname: host }));
-    const rekeyed = await recordAnnouncement(db.knex, makeAnnouncement({ hostname: host, fingerprint: 'SHA256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb' }));
-    expect(rekeyed.node.fingerprint).toBe('SHA256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb');
+    const other = 'SHA256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb';
+    const first = await recordAnnouncement(db.knex, makeAnnouncement({ hostname: host }));
+    const claimed = await recordAnnouncement(db.knex, makeAnnouncement({ hostname: host, fingerprint: other, address: 'https://127.0.0.99:9443' }));
+    expect(claimed.node).toMatchObject({ fingerprint: first.node.fingerprint, address: first.node.address });
 
-    await applyTransition(db.knex, { hostname: host, event: 'accept', cause: 'test', transitionId: 'rekey-accept' });
+    // The operator's fingerprint picks the claim: the node takes that key and its address.
+    await applyTransition(db.knex, { hostname: host, event: 'accept', cause: 'test', transitionId: 'rekey-accept', requireFingerprint: other });
+    expect(await getNode(db.knex, host)).toMatchObject({ fingerprint: other, address: 'https://127.0.0.99:9443' });
     await expect(recordAnnouncement(db.knex, makeAnnouncement({ hostname: host }))).rejects.toMatchObject({ status: 409 });
-    expect((await getNode(db.knex, host))!.fingerprint).toBe('SHA256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb');
+    expect((await getNode(db.knex, host))!.fingerprint).toBe(other);
   });
 
   test('a transition the table does not allow is refused and writes nothing', async () => {

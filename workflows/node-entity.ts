@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { condition, log, upsertSearchAttributes, uuid4 } from '@temporalio/workflow';
 import { allowedVerbs, isStable, nextState, refusal, TARGET_OF, TRANSITIONS, type NodeEvent, type NodeState } from '../src/domain/states';
-import type { TransitionRequest } from '../src/domain/transition';
+import type { TransitionRequest } from '../src/db/transitions-repo';
 import type { PowerTarget } from '../src/drivers/types';
 import { db, failureMessage, onAgent, probe, refusalOf } from './activity-options';
 import {

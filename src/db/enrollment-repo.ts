@@ -1,9 +1,10 @@
 import type { Knex } from 'knex';
 import { Conflict, InvalidState, NotFound } from '../domain/errors';
-import { allowedVerbs, DELETABLE_STATES, type NodeState } from '../domain/states';
+import { allowedVerbs, EDITABLE_STATES, refusal } from '../domain/states';
 import type { DriverNode, PowerState } from '../drivers/types';
 import type { SecretBox } from '../secrets/secret-box';
 import { getNode, type NodeRecord } from './nodes-repo';
+import { enterNode, removeNode } from './transitions-repo';
 
 export interface Enrollment {
   name: string;
@@ -16,15 +17,9 @@ export interface Enrollment {
   agentFingerprint?: string;
 }
 
-/** States in which driver_info and instance_info may still change (Ironic: before the node is in use). */
-export const EDITABLE_STATES: readonly NodeState[] = ['enroll', 'manageable', 'adopt failed'];
-
 /** Creates a node in enroll, its secrets sealed; a name or a MAC already in use is a conflict naming it. */
 export async function enrollNode(knex: Knex, box: SecretBox, e: Enrollment): Promise<NodeRecord> {
   await knex.transaction(async (trx) => {
-    if (await trx('nodes').where({ hostname: e.name }).first()) {
-      throw new Conflict(`a node named ${e.name} exists already`, { field: 'name' });
-    }
     const taken = await trx('node_ports').select('address', 'hostname').whereIn('address', e.ports);
     if (taken.length > 0) {
       throw new Conflict(`MAC address in use: ${taken.map((t) => `${t.address} (by ${t.hostname})`).join(', ')}`, {
@@ -32,26 +27,31 @@ export async function enrollNode(knex: Knex, box: SecretBox, e: Enrollment): Pro
         addresses: taken.map((t) => t.address),
       });
     }
-    await trx('nodes').insert({
+    const created = await enterNode(trx, {
       hostname: e.name,
       state: 'enroll',
-      driver: e.driver,
-      driver_info: JSON.stringify(e.driverInfo),
-      driver_secrets: JSON.stringify(box.sealAll(e.name, e.secrets)),
-      instance_info: JSON.stringify(e.instanceInfo),
-      fingerprint: e.agentFingerprint ?? null,
+      event: 'enroll',
+      cause: `enrolled with the ${e.driver} driver`,
+      columns: {
+        driver: e.driver,
+        driver_info: JSON.stringify(e.driverInfo),
+        driver_secrets: JSON.stringify(box.sealAll(e.name, e.secrets)),
+        instance_info: JSON.stringify(e.instanceInfo),
+        fingerprint: e.agentFingerprint ?? null,
+      },
     });
+    if (!created) throw new Conflict(`a node named ${e.name} exists already`, { field: 'name' });
     if (e.ports.length > 0) await trx('node_ports').insert(e.ports.map((address) => ({ address, hostname: e.name })));
-    await trx('node_events').insert({ hostname: e.name, type: 'transition', from_state: null, to_state: 'enroll', event: 'enroll', cause: `enrolled with the ${e.driver} driver` });
   });
   return (await getNode(knex, e.name))!;
 }
 
-async function lockEnrolled(trx: Knex.Transaction, name: string, allowed: readonly NodeState[], verb: string) {
+/** The node's row, locked, when its driver_info and instance_info may still change. */
+async function lockEditable(trx: Knex.Transaction, name: string) {
   const row = await trx('nodes').where({ hostname: name }).forUpdate().first();
   if (!row) throw new NotFound(`no node ${name}`, { hostname: name });
-  if (!allowed.includes(row.state)) {
-    throw new InvalidState(`${verb} is not allowed while ${name} is ${row.state} (only in ${allowed.join(', ')})`, {
+  if (!EDITABLE_STATES.includes(row.state)) {
+    throw new InvalidState(`${refusal(name, row.state, 'changing driver_info or instance_info')} (only in ${EDITABLE_STATES.join(', ')})`, {
       state: row.state,
       allowed: allowedVerbs(row.state),
     });
@@ -70,7 +70,7 @@ export async function updateNodeInfo(
     Object.entries(change.secrets ?? {}).map(([field, value]) => [field, value === null ? null : box.seal(value, { node: name, field })]),
   );
   await knex.transaction(async (trx) => {
-    const row = await lockEnrolled(trx, name, EDITABLE_STATES, 'changing driver_info or instance_info');
+    const row = await lockEditable(trx, name);
     const merge = (current: Record<string, unknown> | null, patch: Record<string, unknown> | undefined) => {
       const next: Record<string, unknown> = { ...(current ?? {}) };
       for (const [k, v] of Object.entries(patch ?? {})) {
@@ -93,11 +93,7 @@ export async function updateNodeInfo(
 
 /** Removes a node without any cleaning, in the states where that is allowed. */
 export async function deleteEnrolledNode(knex: Knex, name: string): Promise<void> {
-  await knex.transaction(async (trx) => {
-    await lockEnrolled(trx, name, DELETABLE_STATES, 'delete');
-    await trx('nodes').where({ hostname: name }).delete();
-    await trx('node_events').insert({ hostname: name, type: 'transition', event: 'delete', cause: 'deleted without cleaning' });
-  });
+  await knex.transaction((trx) => removeNode(trx, name, 'deleted without cleaning'));
 }
 
 export async function portsOf(knex: Knex, name: string): Promise<string[]> {

@@ -3,6 +3,7 @@ import { Conflict } from '../domain/errors';
 import type { NodeState } from '../domain/states';
 import { log } from '../log';
 import { recordClaim } from './claims-repo';
+import { enterNode } from './transitions-repo';
 
 export interface NodeRecord {
   hostname: string;
@@ -131,29 +132,15 @@ export async function recordAnnouncement(knex: Knex, a: Announcement): Promise<{
     // Locked: an accept (which locks the same row) sees this announcement entirely or not at all.
     let existing = await trx<NodeRow>('nodes').where({ hostname: a.hostname }).forUpdate().first();
     if (!existing) {
-      const [created] = await trx<NodeRow>('nodes')
-        .insert({
-          hostname: a.hostname,
-          state: 'unmanaged',
-          fingerprint: a.fingerprint,
-          public_key: a.publicKey,
-          address: a.address,
-          announced_at: now,
-          last_seen_at: now,
-        })
-        .onConflict('hostname')
-        .ignore()
-        .returning('*');
+      const created = (await enterNode(trx, {
+        hostname: a.hostname,
+        state: 'unmanaged',
+        event: 'announce',
+        cause: `agent announced from ${a.address}`,
+        columns: { fingerprint: a.fingerprint, public_key: a.publicKey, address: a.address, announced_at: now, last_seen_at: now },
+      })) as NodeRow | undefined;
       if (created) {
         await recordClaim(trx, a, now);
-        await trx('node_events').insert({
-          hostname: a.hostname,
-          type: 'transition',
-          from_state: null,
-          to_state: 'unmanaged',
-          event: 'announce',
-          cause: `agent announced from ${a.address}`,
-        });
         return { node: toNode(created), isNew: true };
       }
       // Another first announcement of this hostname committed in between: go on as for a known host.
@@ -167,10 +154,11 @@ export async function recordAnnouncement(knex: Knex, a: Announcement): Promise<{
           accepted_fingerprint: existing.fingerprint,
         });
       }
-      // The accepted key from a new address (the fast path above missed it).
+      // The accepted key from a new address (the fast path above missed it), or the first announcement of
+      // a node enrolled by its agent's fingerprint: the key that matches it is now known in full.
       const [moved] = await trx<NodeRow>('nodes')
         .where({ hostname: a.hostname })
-        .update({ address: a.address, announced_at: now, last_seen_at: now, updated_at: now })
+        .update({ public_key: a.publicKey, address: a.address, announced_at: now, last_seen_at: now, updated_at: now })
         .returning('*');
       return { node: toNode(moved!), isNew: false };
     }

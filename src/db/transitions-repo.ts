@@ -1,9 +1,9 @@
 import type { Knex } from 'knex';
-import { acceptClaim } from '../db/claims-repo';
-import { finishTask, startTask } from '../db/tasks-repo';
+import { acceptClaim } from './claims-repo';
+import { finishTask, startTask } from './tasks-repo';
 import { log } from '../log';
-import { InvalidState, NotFound, RequestExpired } from './errors';
-import { allowedVerbs, nextState, refusal, TARGET_OF, type NodeEvent, type NodeState } from './states';
+import { InvalidState, NotFound, RequestExpired } from '../domain/errors';
+import { allowedVerbs, DELETABLE_STATES, ENTRY_STATES, nextState, refusal, TARGET_OF, type NodeEvent, type NodeState } from '../domain/states';
 
 export interface TransitionRequest {
   hostname: string;
@@ -66,20 +66,63 @@ export async function applyTransition(knex: Knex, req: TransitionRequest): Promi
     if (TARGET_OF[to] !== undefined) changes.previous_state = from;
     if (req.monitoringSilenced !== undefined) changes.monitoring_silenced = req.monitoringSilenced;
     await trx('nodes').where({ hostname: req.hostname }).update(changes);
-    await trx('node_events').insert({
-      hostname: req.hostname,
-      type: 'transition',
-      from_state: from,
-      to_state: to,
-      event: req.event,
-      cause: req.cause,
-      task_id: req.taskId ?? null,
-      transition_id: req.transitionId,
-    });
+    await recordTransitionEvent(trx, { hostname: req.hostname, from, to, event: req.event, cause: req.cause, taskId: req.taskId, transitionId: req.transitionId });
     if (req.taskId && req.startsTask) await startTask(trx, { id: req.taskId, kind: req.startsTask.kind, hostname: req.hostname });
     if (req.taskId && req.endsTask) await finishTask(trx, req.taskId, req.endsTask);
     return { from, to };
   });
   log.info(`node ${req.hostname}: ${outcome.from} -> ${outcome.to} (${req.event}: ${req.cause})`);
   return outcome;
+}
+
+/** The one shape of a transition's event row: entries, transitions and removals alike. */
+async function recordTransitionEvent(
+  trx: Knex.Transaction,
+  e: { hostname: string; from: NodeState | null; to: NodeState | null; event: string; cause: string; taskId?: string; transitionId?: string },
+): Promise<void> {
+  await trx('node_events').insert({
+    hostname: e.hostname,
+    type: 'transition',
+    from_state: e.from,
+    to_state: e.to,
+    event: e.event,
+    cause: e.cause,
+    task_id: e.taskId ?? null,
+    transition_id: e.transitionId ?? null,
+  });
+}
+
+/**
+ * A node's life begins (an agent's first announcement, an enrollment): its row and its first event,
+ * in one of the table's entry states. Returns the new row, or undefined when the name is taken already.
+ */
+export async function enterNode(
+  trx: Knex.Transaction,
+  entry: { hostname: string; state: NodeState; event: string; cause: string; columns: Record<string, unknown> },
+): Promise<Record<string, unknown> | undefined> {
+  if (ENTRY_STATES[entry.state] === undefined) throw new Error(`${entry.state} is not an entry state of the transition table`);
+  const [row] = await trx('nodes')
+    .insert({ ...entry.columns, hostname: entry.hostname, state: entry.state })
+    .onConflict('hostname')
+    .ignore()
+    .returning('*');
+  if (!row) return undefined;
+  await recordTransitionEvent(trx, { hostname: entry.hostname, from: null, to: entry.state, event: entry.event, cause: entry.cause });
+  log.info(`node ${entry.hostname}: enters ${entry.state} (${entry.event}: ${entry.cause})`);
+  return row;
+}
+
+/** A node leaves the inventory, only from a state the table allows it in (no cleaning is done). */
+export async function removeNode(trx: Knex.Transaction, hostname: string, cause: string): Promise<void> {
+  const node = await trx('nodes').select('state').where({ hostname }).forUpdate().first();
+  if (!node) throw new NotFound(`no node ${hostname}`, { hostname });
+  if (!DELETABLE_STATES.includes(node.state)) {
+    throw new InvalidState(`${refusal(hostname, node.state, 'delete')} (only in ${DELETABLE_STATES.join(', ')})`, {
+      state: node.state,
+      allowed: allowedVerbs(node.state),
+    });
+  }
+  await trx('nodes').where({ hostname }).delete();
+  await recordTransitionEvent(trx, { hostname, from: node.state, to: null, event: 'delete', cause });
+  log.info(`node ${hostname}: removed from ${node.state} (${cause})`);
 }
