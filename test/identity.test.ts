@@ -9,6 +9,7 @@ import { AgentClient } from '../activities/agent-client';
 import { PROJECT_ROOT } from '../src/config';
 import { fingerprintOf, FINGERPRINT_PATTERN } from '../src/identity/fingerprint';
 import { loadOrCreateIdentity } from '../src/identity/identity';
+import { resolveApiToken } from '../src/api-token';
 import { connectPinned, PinnedKeyMismatch } from '../src/identity/pinned-tls';
 import { AGENT_PATHS } from '../src/protocol';
 import { nextLoopbackAddress } from './support/ports';
@@ -83,4 +84,21 @@ describe('pinned TLS between server and agent', () => {
     ).rejects.toBeInstanceOf(PinnedKeyMismatch);
     expect(requests).toBe(0);
   });
+});
+
+test('processes starting together on a fresh DATA_DIR all end with the same complete token and key', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nl-race-'));
+  try {
+    const tokens = await Promise.all(Array.from({ length: 8 }, () => resolveApiToken(undefined, dir)));
+    const keys = await Promise.all(Array.from({ length: 8 }, () => loadOrCreateIdentity(path.join(dir, 'identity'), 'race')));
+
+    expect(new Set(tokens.map((t) => t.token)).size).toBe(1);
+    expect(tokens[0]!.token).toMatch(/^[A-Za-z0-9_-]{32}$/);
+    expect(new Set(keys.map((k) => k.fingerprint)).size).toBe(1);
+    expect(fs.statSync(path.join(dir, 'api-token')).mode & 0o777).toBe(0o600);
+    // No drafts are left behind.
+    expect(fs.readdirSync(dir).sort()).toEqual(['api-token', 'identity']);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -4,6 +4,7 @@ import path from 'node:path';
 // @peculiar/x509 resolves its services through tsyringe, which needs the Reflect metadata polyfill loaded first.
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
+import { readOrCreateSecretFile } from '../secret-file';
 import { fingerprintOf } from './fingerprint';
 
 /** A long-lived key pair (the agent's or the server's) and a fresh self-signed certificate for it. */
@@ -20,20 +21,9 @@ const KEY_FILE = 'identity.key';
 /** Reads the key in `dir`, or creates it (mode 0600) on first use. The key never leaves that file. */
 export async function loadOrCreateIdentity(dir: string, commonName: string): Promise<Identity> {
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-  const keyPath = path.join(dir, KEY_FILE);
-  let privateKeyPem: string;
-  try {
-    privateKeyPem = await fs.readFile(keyPath, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-    privateKeyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-    // wx: two processes racing on a fresh state dir must not overwrite each other's key.
-    await fs.writeFile(keyPath, privateKeyPem, { mode: 0o600, flag: 'wx' }).catch(async (e: NodeJS.ErrnoException) => {
-      if (e.code !== 'EEXIST') throw e;
-      privateKeyPem = await fs.readFile(keyPath, 'utf8');
-    });
-  }
+  const privateKeyPem = await readOrCreateSecretFile(path.join(dir, KEY_FILE), () =>
+    generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+  );
   const privateKey = createPrivateKey(privateKeyPem);
   const publicKey = createPublicKey(privateKey);
   return {
