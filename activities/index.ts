@@ -3,7 +3,7 @@ import { sweepReachability } from '../src/db/events-repo';
 import { saveFacts, setLastError } from '../src/db/nodes-repo';
 import { applyTransition, type TransitionOutcome, type TransitionRequest } from '../src/db/transitions-repo';
 import { AGENT_PATHS, type PingResponse } from '../src/protocol';
-import type { AgentEndpoint } from './agent-client';
+import type { AgentEndpoint } from '../src/agent-client';
 import { asFailure } from './failures';
 import { keepAlive } from './heartbeat';
 import { withNodeAgent } from './node-agent';

@@ -2,7 +2,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Knex } from 'knex';
 import { getNode } from '../src/db/nodes-repo';
 import { PinnedKeyMismatch } from '../src/identity/pinned-tls';
-import { agentEndpoint, type AgentEndpoint } from './agent-client';
+import { agentEndpoint, type AgentEndpoint } from '../src/agent-client';
 
 /**
  * Does work against a node's agent: the node must be in the inventory and run an accepted agent, and

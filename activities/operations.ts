@@ -7,7 +7,7 @@ import type { OperationKind } from '../src/domain/states';
 import { AGENT_PATHS } from '../src/protocol';
 import type { HookResult } from '../src/agent/hooks';
 import { NODE_SIGNALS, type GroupDecision, type NodeSignalName } from '../workflows/definitions';
-import { AgentClient, AgentOperationFailed } from './agent-client';
+import { AgentClient, AgentOperationFailed } from '../src/agent-client';
 import { keepAlive } from './heartbeat';
 import { withNodeAgent } from './node-agent';
 

@@ -7,7 +7,7 @@ import { getDriver } from '../src/drivers';
 import { DriverError, type PowerState } from '../src/drivers/types';
 import { NODE_SIGNALS } from '../workflows/definitions';
 import type { SecretBox } from '../src/secrets/secret-box';
-import type { AgentClient } from './agent-client';
+import type { AgentClient } from '../src/agent-client';
 import { keepAlive } from './heartbeat';
 import type { NodeSignaller } from './operations';
 

@@ -6,7 +6,7 @@ import { finishTask, startTask } from '../src/db/tasks-repo';
 import { getDriver } from '../src/drivers';
 import { DriverError, type PowerState, type PowerTarget } from '../src/drivers/types';
 import type { SecretBox } from '../src/secrets/secret-box';
-import type { AgentClient } from './agent-client';
+import type { AgentClient } from '../src/agent-client';
 import { asFailure } from './failures';
 import { keepAlive } from './heartbeat';
 import { RequestExpired } from '../src/domain/errors';

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
-import { AgentClient } from '../activities/agent-client';
+import { AgentClient } from './agent-client';
 import { createActivities } from '../activities';
 import { createApp } from './api/app';
 import { resolveApiToken } from './api-token';

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
-import { AgentClient } from '../activities/agent-client';
+import { AgentClient } from '../src/agent-client';
 import { loadOrCreateIdentity } from '../src/identity/identity';
 import { AGENT_PATHS } from '../src/protocol';
 import { startTestAgent, startTestService, type TestAgent, type TestService } from './support/harness';

@@ -5,7 +5,7 @@ import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { AgentClient } from '../activities/agent-client';
+import { AgentClient } from '../src/agent-client';
 import { PROJECT_ROOT } from '../src/config';
 import { fingerprintOf, FINGERPRINT_PATTERN } from '../src/identity/fingerprint';
 import { loadOrCreateIdentity } from '../src/identity/identity';

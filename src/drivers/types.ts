@@ -1,4 +1,4 @@
-import type { AgentClient, AgentEndpoint } from '../../activities/agent-client';
+import type { AgentClient, AgentEndpoint } from '../agent-client';
 
 export type PowerState = 'power on' | 'power off';
 export const POWER_TARGETS = ['power on', 'power off', 'rebooting'] as const;

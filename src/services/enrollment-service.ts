@@ -6,7 +6,7 @@ import type { ProvisionVerb } from '../domain/states';
 import { checkDriverInfo, getDriver } from '../drivers';
 import type { PowerTarget } from '../drivers/types';
 import type { SecretBox } from '../secrets/secret-box';
-import type { AgentClient } from '../../activities/agent-client';
+import type { AgentClient } from '../agent-client';
 import type { NodeWorkflows } from '../temporal/node-workflows';
 import type { CommandResult } from '../../workflows/definitions';
 

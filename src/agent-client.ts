@@ -1,7 +1,7 @@
 import http from 'node:http';
 import { ApplicationFailure } from '@temporalio/common';
-import type { Identity } from '../src/identity/identity';
-import { connectPinned } from '../src/identity/pinned-tls';
+import type { Identity } from './identity/identity';
+import { connectPinned } from './identity/pinned-tls';
 
 export interface AgentEndpoint {
   hostname: string;
