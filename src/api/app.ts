@@ -12,6 +12,7 @@ import { enrollmentRoutes } from './routes/enrollment-routes';
 import { nodeRoutes } from './routes/node-routes';
 import { operationRoutes } from './routes/operation-routes';
 import { taskRoutes } from './routes/task-routes';
+import { assertUtf8Body, refuseUnstorableText } from './text-safety';
 
 export interface AppDeps {
   knex: Knex;
@@ -31,11 +32,13 @@ export function createApp(deps: AppDeps): express.Express {
       // A bulk request may name 10,000 nodes and more (about 30 bytes a name).
       limit: '8mb',
       // Agent requests are signed over the exact bytes sent.
-      verify: (req, _res, buf) => {
+      verify: (req, _res, buf, encoding) => {
+        assertUtf8Body(buf, encoding);
         (req as express.Request & { rawBody?: string }).rawBody = buf.toString('utf8');
       },
     }),
   );
+  app.use(refuseUnstorableText);
   app.use(healthRoutes(deps.knex, deps.temporalHealthy));
   app.use('/api/v1', agentRoutes(deps.nodes));
   app.use('/api/v1', requireOperator(deps.apiToken));
