@@ -20,12 +20,33 @@ export function parse<S extends z.ZodType>(schema: S, input: unknown, where = 'b
   throw new ValidationFailed(
     result.error.issues.map((issue) => ({
       field: issue.path.length > 0 ? issue.path.join('.') : where,
-      problem: issue.code === 'unrecognized_keys' ? `has unknown field(s) ${issue.keys.join(', ')}` : issue.message,
+      problem: issue.code === 'unrecognized_keys' ? `has unknown ${where === 'query' ? 'parameter' : 'field'}(s) ${issue.keys.join(', ')}` : issue.message,
     })),
   );
 }
 
-export const paginationSchema = z.object({
-  limit: z.coerce.number().int().min(1).max(1000).default(100),
-  offset: z.coerce.number().int().min(0).default(0),
+/**
+ * A query parameter that takes one value. Given twice it is refused by name: picking one of the values,
+ * or reading both as one, would answer a question the client did not ask.
+ */
+export function oneValue<S extends z.ZodType>(schema: S) {
+  return z.preprocess((value, ctx) => {
+    if (!Array.isArray(value)) return value;
+    ctx.addIssue({ code: 'custom', message: 'is given more than once; give it once' });
+    return z.NEVER;
+  }, schema);
+}
+
+/** A query parameter naming several values: `?nodes=a&nodes=b` and `?nodes=a,b` mean the same. */
+export const listParam = z
+  .union([z.string(), z.array(z.string())])
+  .transform((value) => [value].flat().flatMap((v) => v.split(',')).filter(Boolean));
+
+/** Query schemas are strict: an unknown parameter (a typo, `nodes[]`) would otherwise drop a filter unsaid. */
+export const paginationSchema = z.strictObject({
+  limit: oneValue(z.coerce.number().int().min(1).max(1000)).default(100),
+  offset: oneValue(z.coerce.number().int().min(0)).default(0),
 });
+
+/** For endpoints that take no query: a parameter given anyway is refused rather than ignored. */
+export const noQuery = z.strictObject({});

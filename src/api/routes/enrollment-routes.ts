@@ -7,13 +7,14 @@ import { DRIVER_NAMES } from '../../drivers';
 import { POWER_TARGETS } from '../../drivers/types';
 import type { EnrollmentService } from '../../services/enrollment-service';
 import { presentNode } from '../present';
-import { hostnameSchema, parse } from '../validation';
+import { hostnameSchema, noQuery, parse } from '../validation';
 
 const mac = z.string().regex(/^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$/, 'must be a MAC address like 52:54:00:12:34:56');
-const instanceInfo = z.looseObject({
-  image_source: z.string().min(1).optional(),
-  boot_option: z.enum(['local', 'netboot']).optional(),
-});
+const imageSource = z.string().min(1);
+const bootOption = z.enum(['local', 'netboot']);
+const instanceInfo = z.looseObject({ image_source: imageSource.optional(), boot_option: bootOption.optional() });
+/** A change is checked as an enrollment is; null removes a key. */
+const instanceInfoChange = z.looseObject({ image_source: imageSource.nullable().optional(), boot_option: bootOption.nullable().optional() });
 
 const enrollSchema = z.strictObject({
   name: hostnameSchema,
@@ -29,7 +30,7 @@ const enrollSchema = z.strictObject({
 const patchSchema = z
   .strictObject({
     driver_info: z.record(z.string(), z.unknown()).optional(),
-    instance_info: z.record(z.string(), z.unknown()).optional(),
+    instance_info: instanceInfoChange.optional(),
   })
   .refine((b) => b.driver_info !== undefined || b.instance_info !== undefined, { error: 'must change driver_info or instance_info' });
 
@@ -70,6 +71,7 @@ export function enrollmentRoutes(knex: Knex, enrollment: EnrollmentService): Rou
   });
 
   router.get('/nodes/:name/states/power', async (req, res) => {
+    parse(noQuery, req.query, 'query');
     res.json(await enrollment.readPower(name(req.params.name)));
   });
 

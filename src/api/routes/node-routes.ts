@@ -10,13 +10,13 @@ import { NODE_STATES, type NodeState } from '../../domain/states';
 import type { NodeService } from '../../services/node-service';
 import type { NodeWorkflows } from '../../temporal/node-workflows';
 import { presentEvent, presentNode, presentOperation, presentUnmanaged } from '../present';
-import { fingerprintSchema, hostnameSchema, parse } from '../validation';
+import { fingerprintSchema, hostnameSchema, oneValue, parse } from '../validation';
 
 const acceptSchema = z.strictObject({ hostname: hostnameSchema, fingerprint: fingerprintSchema });
 const actionSchema = z.strictObject({
   action: z.enum(['reinitialize'], { error: 'must be one of: reinitialize' }),
 });
-const listQuery = z.object({ state: z.enum(NODE_STATES).optional() });
+const listQuery = z.strictObject({ state: oneValue(z.enum(NODE_STATES)).optional() });
 
 function taskAccepted(res: import('express').Response, hostname: string, result: { task_id: string; state: string }) {
   res

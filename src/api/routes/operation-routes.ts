@@ -3,10 +3,11 @@ import type { Knex } from 'knex';
 import { z } from 'zod';
 import { CLUSTER_EVENT_TYPES, listClusterEvents } from '../../db/events-repo';
 import { listNodes } from '../../db/nodes-repo';
+import { ValidationFailed } from '../../domain/errors';
 import { OPERATION_KINDS } from '../../domain/states';
 import type { OperationService } from '../../services/operation-service';
 import { presentNode } from '../present';
-import { hostnameSchema, paginationSchema, parse } from '../validation';
+import { hostnameSchema, listParam, oneValue, paginationSchema, parse } from '../validation';
 
 const bulkSchema = z.strictObject({
   nodes: z
@@ -19,9 +20,10 @@ const bulkSchema = z.strictObject({
 });
 
 const infoSchema = z.strictObject({ nodes: z.array(z.string()).max(100_000).optional() });
+const infoQuery = z.strictObject({ nodes: listParam.optional() });
 const eventsQuery = paginationSchema.extend({
-  node: hostnameSchema.optional(),
-  type: z.enum(CLUSTER_EVENT_TYPES).optional(),
+  node: oneValue(hostnameSchema).optional(),
+  type: oneValue(z.enum(CLUSTER_EVENT_TYPES)).optional(),
 });
 
 /** contiv's multi-node endpoints. */
@@ -36,10 +38,14 @@ export function operationRoutes(knex: Knex, operations: OperationService): Route
     });
   }
 
-  // The names may come as a JSON body (contiv) or as ?nodes=a,b; unknown names are ignored, none means all.
+  // The names may come as a JSON body (contiv) or as ?nodes=a,b (or nodes=a&nodes=b); unknown names are
+  // ignored, none means all.
   router.get('/info/nodes', async (req, res) => {
-    const fromQuery = typeof req.query.nodes === 'string' ? req.query.nodes.split(',').filter(Boolean) : undefined;
+    const fromQuery = parse(infoQuery, req.query, 'query').nodes;
     const fromBody = req.body === undefined ? undefined : parse(infoSchema, req.body).nodes;
+    if (fromQuery !== undefined && fromBody !== undefined) {
+      throw new ValidationFailed([{ field: 'nodes', problem: 'is given both in the query and in the body; give it in one' }]);
+    }
     const names = fromQuery ?? fromBody ?? [];
     const nodes = await listNodes(knex, names.length > 0 ? { hostnames: names } : {});
     res.json(nodes.map(presentNode));

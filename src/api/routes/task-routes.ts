@@ -5,16 +5,16 @@ import { getTask, listTasks, TASK_STATUSES } from '../../db/tasks-repo';
 import { NotFound } from '../../domain/errors';
 import { operationsOfTask, taskProgress } from '../../db/operations-repo';
 import { presentOperation, presentTask } from '../present';
-import { hostnameSchema, paginationSchema, parse } from '../validation';
+import { hostnameSchema, oneValue, paginationSchema, parse } from '../validation';
 
-const nodePage = z.object({
-  node_limit: z.coerce.number().int().min(1).max(100_000).default(10_000),
-  node_offset: z.coerce.number().int().min(0).default(0),
+const nodePage = z.strictObject({
+  node_limit: oneValue(z.coerce.number().int().min(1).max(100_000)).default(10_000),
+  node_offset: oneValue(z.coerce.number().int().min(0)).default(0),
 });
 
 const listQuery = paginationSchema.extend({
-  hostname: hostnameSchema.optional(),
-  status: z.enum(TASK_STATUSES).optional(),
+  hostname: oneValue(hostnameSchema).optional(),
+  status: oneValue(z.enum(TASK_STATUSES)).optional(),
 });
 
 export function taskRoutes(knex: Knex): Router {
