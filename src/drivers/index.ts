@@ -22,19 +22,26 @@ export function getDriver(name: string): PowerDriver | undefined {
   return loaded.get(name);
 }
 
+type Problem = { field: string; problem: string };
+
+const notAField = (driver: PowerDriver, key: string): Problem => ({
+  field: `driver_info.${key}`,
+  problem: `is not a field of the ${driver.name} driver (${driver.fields.map((f) => f.name).join(', ')})`,
+});
+
 /** Splits driver_info into what may be shown and what is write-only, and names every problem. */
 export function checkDriverInfo(
   driver: PowerDriver,
   info: Record<string, unknown>,
   options: { partial?: boolean } = {},
-): { visible: Record<string, unknown>; secrets: Record<string, string>; problems: { field: string; problem: string }[] } {
+): { visible: Record<string, unknown>; secrets: Record<string, string>; problems: Problem[] } {
   const visible: Record<string, unknown> = {};
   const secrets: Record<string, string> = {};
-  const problems: { field: string; problem: string }[] = [];
+  const problems: Problem[] = [];
   for (const [key, value] of Object.entries(info)) {
     const field = driver.fields.find((f) => f.name === key);
     if (!field) {
-      problems.push({ field: `driver_info.${key}`, problem: `is not a field of the ${driver.name} driver (${driver.fields.map((f) => f.name).join(', ')})` });
+      problems.push(notAField(driver, key));
       continue;
     }
     const problem = field.check?.(value);
@@ -48,4 +55,26 @@ export function checkDriverInfo(
     }
   }
   return { visible, secrets, problems };
+}
+
+/**
+ * A change to driver_info: a value sets a field (checked as at enrollment), null removes one. A key that is
+ * not a field is refused whatever its value, and a required field cannot be removed.
+ */
+export function checkDriverInfoChange(
+  driver: PowerDriver,
+  change: Record<string, unknown>,
+): { visible: Record<string, unknown>; secrets: Record<string, string | null>; problems: Problem[] } {
+  const given = Object.fromEntries(Object.entries(change).filter(([, v]) => v !== null));
+  const { visible, secrets, problems } = checkDriverInfo(driver, given, { partial: true });
+  const changedSecrets: Record<string, string | null> = { ...secrets };
+  for (const [key, value] of Object.entries(change)) {
+    if (value !== null) continue;
+    const field = driver.fields.find((f) => f.name === key);
+    if (!field) problems.push(notAField(driver, key));
+    else if (field.required) problems.push({ field: `driver_info.${key}`, problem: `is required by the ${driver.name} driver and cannot be removed` });
+    else if (field.secret) changedSecrets[key] = null;
+    else visible[key] = null;
+  }
+  return { visible, secrets: changedSecrets, problems };
 }

@@ -3,7 +3,7 @@ import { deleteEnrolledNode, driverNode, enrollNode, updateNodeInfo } from '../d
 import { getNode, type NodeRecord } from '../db/nodes-repo';
 import { BadRequest, Conflict, NotFound, ValidationFailed } from '../domain/errors';
 import type { ProvisionVerb } from '../domain/states';
-import { checkDriverInfo, getDriver } from '../drivers';
+import { checkDriverInfo, checkDriverInfoChange, getDriver } from '../drivers';
 import type { PowerTarget } from '../drivers/types';
 import type { SecretBox } from '../secrets/secret-box';
 import type { AgentClient } from '../agent-client';
@@ -47,14 +47,8 @@ export class EnrollmentService {
     const node = await this.require(name);
     const driver = node.driver ? getDriver(node.driver) : undefined;
     if (!driver) throw new Conflict(`${name} was not enrolled with a driver; nothing to change`);
-    const removals = Object.entries(change.driver_info ?? {}).filter(([, v]) => v === null);
-    const given = Object.fromEntries(Object.entries(change.driver_info ?? {}).filter(([, v]) => v !== null));
-    const { visible, secrets, problems } = checkDriverInfo(driver, given, { partial: true });
-    const required = removals.filter(([k]) => driver.fields.find((f) => f.name === k)?.required);
-    for (const [k] of required) problems.push({ field: `driver_info.${k}`, problem: `is required by the ${driver.name} driver and cannot be removed` });
+    const { visible, secrets, problems } = checkDriverInfoChange(driver, change.driver_info ?? {});
     if (problems.length > 0) throw new ValidationFailed(problems);
-    const secretNames = new Set(driver.fields.filter((f) => f.secret).map((f) => f.name));
-    for (const [k] of removals) (secretNames.has(k) ? (secrets as Record<string, string | null>) : visible)[k] = null;
     return updateNodeInfo(this.knex, this.secrets, name, { driverInfo: visible, secrets, instanceInfo: change.instance_info });
   }
 
