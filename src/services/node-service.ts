@@ -4,6 +4,7 @@ import { getNode, recordAnnouncement, type NodeRecord } from '../db/nodes-repo';
 import { BadRequest, Conflict, FingerprintMismatch, NotFound, Unauthorized } from '../domain/errors';
 import { parseAgentPublicKey } from '../identity/agent-public-key';
 import { signatureProblem } from '../identity/request-signature';
+import { UNHELD_PUBLIC_KEY } from '../identity/unheld-key';
 import type { AnnounceRequest, AnnounceResponse } from '../protocol';
 import type { NodeWorkflows } from '../temporal/node-workflows';
 import type { CommandResult } from '../../workflows/definitions';
@@ -70,9 +71,12 @@ export class NodeService {
 
   /** The agent's one-time message after acceptance, signed with the accepted key. */
   async ready(hostname: string, signed: SignedRequest): Promise<{ hostname: string; state: string }> {
-    const node = await this.require(hostname);
-    if (!node.publicKey) throw new Unauthorized(`${hostname} has no agent key to verify a ready message against`);
-    verifySignature(node.publicKey, signed);
+    const node = await getNode(this.knex, hostname);
+    // An unknown host, or one with no key, is checked against a key nobody holds: it gets the very answer a
+    // wrong signature gets, so an unauthenticated caller cannot tell which host names exist. A missing
+    // node therefore never reaches the guard below, which is there for the type checker.
+    verifySignature(node?.publicKey ?? UNHELD_PUBLIC_KEY, signed);
+    if (!node) throw new Unauthorized('agent request not authenticated');
     if (node.state === 'unmanaged') throw new Conflict(`${hostname} has not been accepted yet`, { state: node.state });
     await this.workflows.ready(hostname);
     return { hostname, state: node.state };
