@@ -2,6 +2,7 @@ import http from 'node:http';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Identity } from './identity/identity';
 import { connectPinned } from './identity/pinned-tls';
+import { scrubUnstorable } from './storable-text';
 
 export interface AgentEndpoint {
   hostname: string;
@@ -63,7 +64,8 @@ export class AgentClient {
             const text = Buffer.concat(chunks).toString('utf8');
             let parsed: unknown;
             try {
-              parsed = JSON.parse(text);
+              // What a node reports (facts, hook output) is stored: text PostgreSQL cannot hold is scrubbed here.
+              parsed = scrubUnstorable(JSON.parse(text));
             } catch {
               reject(new Error(`agent ${node.hostname} answered ${res.statusCode} with a body that is not JSON`));
               return;

@@ -172,6 +172,16 @@ describe('a worker is killed with kill -9 in the middle of a step', () => {
     return worker;
   };
 
+  /** Start-up under a loaded machine can take a while (compiling, bundling the workflows): wait for its banner. */
+  const workerRunning = (proc: Proc) =>
+    waitFor(
+      async () => (proc.child.exitCode !== null ? 'exited' : proc.output()),
+      (out) => out === 'exited' || out.includes('is running'),
+      { what: 'the worker to start', timeoutMs: 120_000, intervalMs: 200 },
+    ).then((out) => {
+      if (out === 'exited') throw new Error(`worker exited:\n${proc.output()}`);
+    });
+
   beforeAll(async () => {
     ts = await startTestService({ INIT_WINDOW: '5m', AGENT_REQUEST_TIMEOUT: '45s' }, { role: 'api' });
   });
@@ -187,7 +197,7 @@ describe('a worker is killed with kill -9 in the middle of a step', () => {
       const slow = path.join(agent.sandbox, 'slow', 'facts');
       fs.mkdirSync(path.dirname(slow), { recursive: true });
       fs.writeFileSync(slow, '30000');
-      startWorker();
+      await workerRunning(startWorker());
       await waitFor(() => nodeState(ts, agent.hostname), (s) => s === 'unmanaged', { what: 'the agent to announce' });
       expect((await acceptNode(ts, agent.hostname, agent.fingerprint)).status).toBe(202);
       await waitFor(
@@ -199,8 +209,8 @@ describe('a worker is killed with kill -9 in the middle of a step', () => {
       worker!.child.kill('SIGKILL');
       await worker!.exited;
       fs.rmSync(slow);
+      await workerRunning(startWorker());
       const restarted = Date.now();
-      startWorker();
 
       await waitFor(() => nodeState(ts, agent.hostname), (s) => s === 'active', { what: 'the node to be active', timeoutMs: 110_000, intervalMs: 250 });
       // Before, the lost step held the node for its 2-minute start-to-close timeout; now the missing

@@ -210,6 +210,8 @@ describe('query parameters: repeated ones merge or are refused, unknown ones are
     ['/api/v1/events?limt=5', 'limt'],
     ['/api/v1/tasks?status=running&bogus=1', 'bogus'],
     ['/api/v1/tasks/00000000-0000-4000-8000-000000000000?limit=5', 'limit'],
+    ['/api/v1/unmanaged_nodes?state=unmanaged', 'state'],
+    ['/api/v1/nodes/NODE?verbose=1', 'verbose'],
   ])('%s (unknown parameter) is refused naming it', async (path, name) => {
     const res = await ts.api.get(path.replace('NODE', enrolled[0]!));
     expectRefused(res, 'query');

@@ -17,6 +17,7 @@ const OWN = {
   decommission: [12, 15],
   maintenance: [15, 16],
   scheduling: [16, 28],
+  hookOutput: [28, 29],
 } as const;
 const own = (test: keyof typeof OWN) => nodes.slice(...OWN[test]);
 
@@ -25,7 +26,7 @@ beforeAll(async () => {
     MAX_CONCURRENT_OPERATIONS: String(CAP),
     CLUSTER_EXTRA_VARS: '{"ntp_server":"ntp.cluster","region":"cluster-default"}',
   });
-  fleet = await startActiveFleet(ts, 28, 'ops');
+  fleet = await startActiveFleet(ts, 29, 'ops');
   nodes = fleet.hostnames;
   for (const n of nodes) {
     // Each hook leaves a record of its run and of the vars it was given, inside the node's sandbox.
@@ -198,6 +199,17 @@ describe('decommission and maintenance', () => {
     expect(await nodeState(ts, node)).toBe('commissioned');
     expect(monitoring().silenced).toBe(false);
   });
+});
+
+test('hook output holding a NUL byte is recorded with it replaced, and the operation completes', async () => {
+  const node = own('hookOutput')[0]!;
+  installHook(fleet, node, 'maintenance', "printf 'before\\000after'");
+
+  const task = (await waitForTask(ts, (await post('maintenance', { nodes: [node] })).body.task_id)).body;
+
+  expect(task.status).toBe('succeeded');
+  expect(task.nodes[0].result.maintenance).toMatchObject({ ran: true, exit_code: 0, stdout: 'before\uFFFDafter' });
+  expect(await nodeState(ts, node)).toBe('maintenance');
 });
 
 describe('scheduling', () => {

@@ -1,16 +1,10 @@
 import { isUtf8 } from 'node:buffer';
 import type { RequestHandler } from 'express';
 import { ValidationFailed } from '../domain/errors';
+import { UNSTORABLE } from '../storable-text';
 
 type Problem = { field: string; problem: string };
 
-/**
- * What no text in this service may hold: PostgreSQL's text and jsonb cannot store U+0000, and a UTF-16
- * surrogate without its pair is not Unicode at all (jsonb refuses its `\ud800` escape; a text column
- * would silently get U+FFFD). Refused where every request enters, so no route, now or later, passes
- * either to the database.
- */
-const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const UNSTORABLE_ALL = new RegExp(UNSTORABLE.source, 'g');
 
 /** A huge body full of NULs gets a bounded answer. */

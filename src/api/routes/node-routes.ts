@@ -10,7 +10,7 @@ import { NODE_STATES, type NodeState } from '../../domain/states';
 import type { NodeService } from '../../services/node-service';
 import type { NodeWorkflows } from '../../temporal/node-workflows';
 import { presentEvent, presentNode, presentOperation, presentUnmanaged } from '../present';
-import { fingerprintSchema, hostnameSchema, oneValue, parse } from '../validation';
+import { fingerprintSchema, hostnameSchema, noQuery, oneValue, parse } from '../validation';
 
 const acceptSchema = z.strictObject({ hostname: hostnameSchema, fingerprint: fingerprintSchema });
 const actionSchema = z.strictObject({
@@ -29,7 +29,8 @@ function taskAccepted(res: import('express').Response, hostname: string, result:
 export function nodeRoutes(knex: Knex, nodes: NodeService, workflows: NodeWorkflows): Router {
   const router = Router();
 
-  router.get('/unmanaged_nodes', async (_req, res) => {
+  router.get('/unmanaged_nodes', async (req, res) => {
+    parse(noQuery, req.query, 'query');
     res.json((await listPendingClaims(knex)).map(presentUnmanaged));
   });
 
@@ -50,6 +51,7 @@ export function nodeRoutes(knex: Knex, nodes: NodeService, workflows: NodeWorkfl
 
   router.get('/nodes/:hostname', async (req, res) => {
     const hostname = parse(hostnameSchema, req.params.hostname, 'hostname');
+    parse(noQuery, req.query, 'query');
     const node = await getNode(knex, hostname);
     if (!node) throw new NotFound(`no node ${hostname}`, { hostname });
     const body: Record<string, unknown> = {
