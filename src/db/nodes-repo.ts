@@ -127,6 +127,21 @@ export async function recordAnnouncement(knex: Knex, a: Announcement): Promise<{
     .update({ announced_at: new Date(), last_seen_at: new Date() })
     .returning('*');
   if (known) return { node: toNode(known), isNew: false };
+  // The next most common: a node waiting for accept, heartbeating with the key it holds, from the same
+  // address. One statement; the claim only matches while pending, so once an accept has rejected it (or
+  // anything else changed) this finds nothing and the transaction below decides.
+  const { rows: [waiting] } = await knex.raw<{ rows: NodeRow[] }>(
+    `with claim as (
+       update node_claims set last_seen_at = now()
+       where hostname = ? and fingerprint = ? and address = ? and status = 'pending'
+       returning hostname
+     )
+     update nodes set announced_at = now(), last_seen_at = now()
+     where hostname = (select hostname from claim) and fingerprint = ? and address = ? and state = 'unmanaged'
+     returning *`,
+    [a.hostname, a.fingerprint, a.address, a.fingerprint, a.address],
+  );
+  if (waiting) return { node: toNode(waiting), isNew: false };
   return knex.transaction(async (trx) => {
     const now = new Date();
     // Locked: an accept (which locks the same row) sees this announcement entirely or not at all.
