@@ -3,32 +3,23 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { nodeWorkflowId } from '../workflows/definitions';
-import { acceptNode, nodeState, startTestAgent, startTestService, type TestAgent, type TestService } from './support/harness';
+import { acceptNode, agentsOf, nodeState, startTestService, type TestService } from './support/harness';
 import { temporalCliPath } from './support/temporal-cli';
 import { waitFor } from './support/wait-for';
 
 const exec = promisify(execFile);
 let ts: TestService;
-const agents: TestAgent[] = [];
+const agents = agentsOf(() => ts);
 
 beforeAll(async () => {
   ts = await startTestService();
 });
 afterAll(async () => {
-  await Promise.all(agents.map((a) => a.stop()));
+  await agents.stopAll();
   await ts.stop();
 });
 
-async function agent(label: string, options: Parameters<typeof startTestAgent>[2] = {}): Promise<TestAgent> {
-  const a = await startTestAgent(ts, ts.hostname(label), options);
-  agents.push(a);
-  await waitFor(
-    () => ts.api.get('/api/v1/unmanaged_nodes'),
-    (res) => res.body.some((n: { hostname: string }) => n.hostname === a.hostname),
-    { what: `${a.hostname} to announce` },
-  );
-  return a;
-}
+const agent = agents.start;
 
 function waitForState(hostname: string, state: string, timeoutMs = 60_000) {
   return waitFor(() => nodeState(ts, hostname), (s) => s === state, { timeoutMs, what: `${hostname} to be ${state}` });

@@ -2,9 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { HttpClient } from './support/http-client';
-import { freePort } from './support/ports';
-import { isRunning, killHard, runStartChain, runTs, type Proc } from './support/processes';
-import { temporalCliPath } from './support/temporal-cli';
+import { isRunning, killHard, runStartChain, runTs, userStartEnv, type Proc } from './support/processes';
 import { waitFor } from './support/wait-for';
 
 /**
@@ -36,17 +34,7 @@ afterEach(async () => {
 async function serviceEnv(): Promise<Record<string, string>> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nl-orphans-'));
   dataDirs.push(dataDir);
-  return {
-    DATA_DIR: dataDir,
-    PORT: String(await freePort()),
-    TEMPORAL_PORT: String(await freePort()),
-    TEMPORAL_UI_PORT: '0',
-    TEMPORAL_CLI_PATH: temporalCliPath(),
-    // npm start as a user runs it: embedded PGlite and the dev server as a child.
-    DATABASE_URL: '',
-    TEMPORAL_ADDRESS: '',
-    API_TOKEN: '',
-  };
+  return { ...(await userStartEnv(dataDir)), API_TOKEN: '' };
 }
 
 const anonymous = (env: Record<string, string>) => new HttpClient(`http://127.0.0.1:${env.PORT}`);

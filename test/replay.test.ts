@@ -4,7 +4,7 @@ import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { workflowBundle } from '../src/temporal/worker';
 import { nodeWorkflowId } from '../workflows/definitions';
-import { acceptNode, nodeState, startTestAgent, startTestService, type TestAgent, type TestService } from './support/harness';
+import { acceptNode, agentsOf, nodeState, startTestService, type TestService } from './support/harness';
 import { waitFor } from './support/wait-for';
 
 /**
@@ -16,21 +16,16 @@ const History = temporal.api.history.v1.History;
 const FIXTURES = path.join(__dirname, 'fixtures', 'histories');
 
 let ts: TestService;
-const agents: TestAgent[] = [];
+const agents = agentsOf(() => ts);
 beforeAll(async () => {
   ts = await startTestService();
 });
 afterAll(async () => {
-  await Promise.all(agents.map((a) => a.stop()));
+  await agents.stopAll();
   await ts?.stop();
 });
 
-async function agent(label: string, options: Parameters<typeof startTestAgent>[2] = {}): Promise<TestAgent> {
-  const a = await startTestAgent(ts, ts.hostname(label), options);
-  agents.push(a);
-  await waitFor(() => nodeState(ts, a.hostname), (s) => s === 'unmanaged', { what: `${a.hostname} to announce` });
-  return a;
-}
+const agent = agents.start;
 const settle = (hostname: string, state: string) => waitFor(() => nodeState(ts, hostname), (s) => s === state, { what: `${hostname} to be ${state}` });
 
 /** The three paths of the fixtures: straight to active on ready; failed and re-initialized; a failing step that recovers. */

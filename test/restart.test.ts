@@ -3,8 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { HttpClient } from './support/http-client';
 import { freePort, nextLoopbackAddress } from './support/ports';
-import { isRunning, runTs, type Proc } from './support/processes';
-import { temporalCliPath } from './support/temporal-cli';
+import { isRunning, runTs, userStartEnv, type Proc } from './support/processes';
 import { waitFor } from './support/wait-for';
 
 /**
@@ -43,18 +42,7 @@ async function stopAgent(hostname: string): Promise<void> {
 const devServerPid = () => Number(fs.readFileSync(path.join(dataDir, 'temporal-dev-server.pid'), 'utf8'));
 
 beforeAll(async () => {
-  env = {
-    DATA_DIR: dataDir,
-    PORT: String(await freePort()),
-    TEMPORAL_PORT: String(await freePort()),
-    TEMPORAL_UI_PORT: '0',
-    TEMPORAL_CLI_PATH: temporalCliPath(),
-    INIT_CHECK_INTERVAL: '500ms',
-    INIT_WINDOW: '20s',
-    AGENT_REQUEST_TIMEOUT: '2s',
-    DATABASE_URL: '',
-    TEMPORAL_ADDRESS: '',
-  };
+  env = { ...(await userStartEnv(dataDir)), INIT_CHECK_INTERVAL: '500ms', INIT_WINDOW: '20s', AGENT_REQUEST_TIMEOUT: '2s' };
   for (const name of ['r1.restart.test', 'r2.restart.test', 'r3.restart.test', 'gone.restart.test']) {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'nl-ragent-'));
     agents.set(name, {

@@ -86,26 +86,12 @@ export class NodeWorkflows {
 
   /** Deleting a node ends its workflow; a node that never had one is fine. */
   async end(hostname: string, reason: string): Promise<void> {
-    await this.call(hostname, () =>
-      this.client
-        .getHandle(nodeWorkflowId(hostname))
-        .terminate(reason)
-        .catch((err: unknown) => {
-          if (!(err instanceof WorkflowNotFoundError)) throw err;
-        }),
-    );
+    await this.call(hostname, () => unlessMissing(this.client.getHandle(nodeWorkflowId(hostname)).terminate(reason)));
   }
 
   /** Relays the agent's ready message. A node enrolled by its BMC has no workflow before manage: nothing waits for it. */
   ready(hostname: string): Promise<void> {
-    return this.call(hostname, () =>
-      this.client
-        .getHandle(nodeWorkflowId(hostname))
-        .signal(readySignal)
-        .catch((err: unknown) => {
-          if (!(err instanceof WorkflowNotFoundError)) throw err;
-        }),
-    );
+    return this.call(hostname, () => unlessMissing(this.client.getHandle(nodeWorkflowId(hostname)).signal(readySignal)));
   }
 
   status(hostname: string): Promise<NodeStatus> {
@@ -158,20 +144,20 @@ export class NodeWorkflows {
   }
 }
 
+/** A node without a workflow has nothing to end or wake: that is not an error. */
+async function unlessMissing(call: Promise<unknown>): Promise<void> {
+  await call.catch((err: unknown) => {
+    if (!(err instanceof WorkflowNotFoundError)) throw err;
+  });
+}
+
 /** The deadline passed without an answer from Temporal or a worker. */
 class NoAnswer extends Error {}
 
 /** Signals many node workflows, a bounded number at a time; a node without a workflow is skipped. */
 export function nodeSignaller(client: WorkflowClient, parallel = 32): NodeSignaller {
   return async <Args extends unknown[]>(hostnames: string[], signal: SignalDefinition<Args>, ...args: Args): Promise<void> => {
-    await forEachLimited(hostnames, parallel, (hostname) =>
-      client
-        .getHandle(nodeWorkflowId(hostname))
-        .signal(signal, ...args)
-        .catch((err: unknown) => {
-          if (!(err instanceof WorkflowNotFoundError)) throw err;
-        }),
-    );
+    await forEachLimited(hostnames, parallel, (hostname) => unlessMissing(client.getHandle(nodeWorkflowId(hostname)).signal(signal, ...args)));
   };
 }
 

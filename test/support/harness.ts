@@ -9,6 +9,7 @@ import { startService, type Role, type RunningService } from '../../src/service'
 import { HttpClient } from './http-client';
 import { nextLoopbackAddress } from './ports';
 import { createTestDatabase, postgresAvailable } from './test-database';
+import { waitFor } from './wait-for';
 
 let runtimeInstalled = false;
 function installRuntimeOnce(): void {
@@ -150,4 +151,22 @@ export async function nodeState(ts: TestService, hostname: string): Promise<stri
 
 export function acceptNode(ts: TestService, hostname: string, fingerprint: string) {
   return ts.api.post(`/api/v1/unmanaged_nodes/${hostname}/accept`, { hostname, fingerprint });
+}
+
+/**
+ * A test file's agents: each started, awaited until the server lists it as unmanaged, and all stopped at
+ * the end (`stopAll` in afterAll). `ts` is read when an agent starts, after beforeAll has set it.
+ */
+export function agentsOf(ts: () => TestService) {
+  const started: TestAgent[] = [];
+  return {
+    async start(label: string, options: Parameters<typeof startTestAgent>[2] = {}): Promise<TestAgent> {
+      const service = ts();
+      const agent = await startTestAgent(service, service.hostname(label), options);
+      started.push(agent);
+      await waitFor(() => nodeState(service, agent.hostname), (s) => s === 'unmanaged', { what: `${agent.hostname} to announce` });
+      return agent;
+    },
+    stopAll: () => Promise.all(started.map((a) => a.stop())),
+  };
 }

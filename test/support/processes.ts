@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../../src/config';
+import { freePort } from './ports';
+import { temporalCliPath } from './temporal-cli';
 
 const TSX = path.join(PROJECT_ROOT, 'node_modules', 'tsx', 'dist', 'cjs', 'index.cjs');
 
@@ -53,3 +55,19 @@ export function killHard(proc: Proc | undefined): void {
 
 /** The dev server supervisor's own liveness check, so tests judge processes as the service does. */
 export { isAlive as isRunning } from '../../src/temporal/dev-server';
+
+/**
+ * The environment of `npm start` as a user runs it on a data directory of its own: embedded PGlite, the
+ * dev server as a child on free ports, headless, nothing inherited from the test run's settings.
+ */
+export async function userStartEnv(dataDir: string): Promise<Record<string, string>> {
+  return {
+    DATA_DIR: dataDir,
+    PORT: String(await freePort()),
+    TEMPORAL_PORT: String(await freePort()),
+    TEMPORAL_UI_PORT: '0',
+    TEMPORAL_CLI_PATH: temporalCliPath(),
+    DATABASE_URL: '',
+    TEMPORAL_ADDRESS: '',
+  };
+}
