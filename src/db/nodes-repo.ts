@@ -128,20 +128,18 @@ export async function recordAnnouncement(knex: Knex, a: Announcement): Promise<{
     .returning('*');
   if (known) return { node: toNode(known), isNew: false };
   // The next most common: a node waiting for accept, heartbeating with the key it holds, from the same
-  // address. One statement; the claim only matches while pending, so once an accept has rejected it (or
-  // anything else changed) this finds nothing and the transaction below decides.
-  const { rows: [waiting] } = await knex.raw<{ rows: NodeRow[] }>(
-    `with claim as (
-       update node_claims set last_seen_at = now()
-       where hostname = ? and fingerprint = ? and address = ? and status = 'pending'
-       returning hostname
-     )
-     update nodes set announced_at = now(), last_seen_at = now()
-     where hostname = (select hostname from claim) and fingerprint = ? and address = ? and state = 'unmanaged'
-     returning *`,
-    [a.hostname, a.fingerprint, a.address, a.fingerprint, a.address],
-  );
-  if (waiting) return { node: toNode(waiting), isNew: false };
+  // address. Two statements, each locking one row, in accept's order (node, then claim), holding no lock
+  // between them: once an accept has taken the node (or anything else differs) the first finds nothing
+  // and the transaction below decides.
+  const [waiting] = await knex<NodeRow>('nodes')
+    .where({ hostname: a.hostname, fingerprint: a.fingerprint, address: a.address, state: 'unmanaged' })
+    .whereExists((q) => q.from('node_claims').where({ hostname: a.hostname, fingerprint: a.fingerprint, address: a.address, status: 'pending' }))
+    .update({ announced_at: new Date(), last_seen_at: new Date() })
+    .returning('*');
+  if (waiting) {
+    await knex('node_claims').where({ hostname: a.hostname, fingerprint: a.fingerprint, status: 'pending' }).update({ last_seen_at: new Date() });
+    return { node: toNode(waiting), isNew: false };
+  }
   return knex.transaction(async (trx) => {
     const now = new Date();
     // Locked: an accept (which locks the same row) sees this announcement entirely or not at all.
