@@ -59,8 +59,10 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     '--log-level', 'warn',
     ...(options.headless ? ['--headless'] : ['--ui-port', String(options.uiPort)]),
   ];
+  // A path is checked here (behind setpriv a bad one would only show as "exited (127)"); a bare name is
+  // looked up on PATH by spawn itself.
   try {
-    fs.accessSync(options.cliPath, fs.constants.X_OK);
+    if (options.cliPath.includes('/')) fs.accessSync(options.cliPath, fs.constants.X_OK);
   } catch (err) {
     throw new Error(`cannot run the Temporal CLI at ${options.cliPath}: ${(err as Error).message}`);
   }
