@@ -77,6 +77,25 @@ describe.each(backends)('inventory on %s', (_name, open) => {
     expect((await getNode(db.knex, host))!.fingerprint).toBe(other);
   });
 
+  test('heartbeats racing the accept of their node all succeed, and the node ends accepted with its key', async () => {
+    // Announce and accept lock the node's row and its claims; any order but one deadlocks under load.
+    for (let round = 0; round < 15; round++) {
+      const host = `race-${round}.test`;
+      await recordAnnouncement(db.knex, makeAnnouncement({ hostname: host }));
+      const heartbeats = Array.from({ length: 8 }, () => recordAnnouncement(db.knex, makeAnnouncement({ hostname: host })));
+      const accept = applyTransition(db.knex, {
+        hostname: host,
+        event: 'accept',
+        cause: 'test',
+        transitionId: `race-accept-${round}`,
+        requireFingerprint: makeAnnouncement().fingerprint,
+      });
+      const outcomes = await Promise.allSettled([accept, ...heartbeats]);
+      expect(outcomes.filter((o) => o.status === 'rejected').map((o) => String((o as PromiseRejectedResult).reason))).toEqual([]);
+      expect(await getNode(db.knex, host)).toMatchObject({ state: 'initializing', fingerprint: makeAnnouncement().fingerprint });
+    }
+  });
+
   test('a transition the table does not allow is refused and writes nothing', async () => {
     const host = 'refused.test';
     await recordAnnouncement(db.knex, makeAnnouncement({ hostname: host }));
