@@ -11,27 +11,25 @@ export interface EnforcedNode {
   enforcedPowerState: PowerState;
 }
 
-/** Nodes whose recorded power state is enforced: adopted (boot config taken over), with a driver, in use. */
-export async function enforcedNodes(knex: Knex): Promise<EnforcedNode[]> {
-  const rows = await knex('nodes')
+/** The one rule of whose power is enforced: adopted (boot config taken over), with a driver, in use. */
+function enforced(knex: Knex) {
+  return knex('nodes')
     .select('hostname', 'enforced_power_state')
     .whereNotNull('enforced_power_state')
     .whereNotNull('driver')
     .whereNotNull('boot_config')
-    .whereNotIn('state', POWER_NOT_ENFORCED_STATES)
-    .orderBy('hostname');
+    .whereNotIn('state', POWER_NOT_ENFORCED_STATES);
+}
+
+/** Every node whose recorded power state is enforced. */
+export async function enforcedNodes(knex: Knex): Promise<EnforcedNode[]> {
+  const rows = await enforced(knex).orderBy('hostname');
   return rows.map((r) => ({ hostname: r.hostname, enforcedPowerState: r.enforced_power_state }));
 }
 
 /** The enforced state of one node as it is now, or null when its power is not enforced (any more). */
 export async function enforcedPowerOf(knex: Knex, hostname: string): Promise<PowerState | null> {
-  const row = await knex('nodes')
-    .select('enforced_power_state')
-    .where({ hostname })
-    .whereNotNull('driver')
-    .whereNotNull('boot_config')
-    .whereNotIn('state', POWER_NOT_ENFORCED_STATES)
-    .first();
+  const row = await enforced(knex).where({ hostname }).first();
   return row?.enforced_power_state ?? null;
 }
 
