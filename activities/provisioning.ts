@@ -9,7 +9,6 @@ import type { SecretBox } from '../src/secrets/secret-box';
 import type { AgentClient } from '../src/agent-client';
 import { asFailure } from './failures';
 import { keepAlive } from './heartbeat';
-import { RequestExpired } from '../src/domain/errors';
 
 export interface ProvisioningDeps {
   knex: Knex;
@@ -126,9 +125,6 @@ export function createProvisioningActivities(deps: ProvisioningDeps) {
     /** Refuses (RequestExpired) when the API stopped waiting for the request: see tasks-repo's startTask. */
     async startTask(input: { id: string; kind: string; hostname: string; notAfter?: number }): Promise<void> {
       try {
-        if (input.notAfter !== undefined && Date.now() > input.notAfter) {
-          throw new RequestExpired(`the ${input.kind} of ${input.hostname} expired before it could be applied; nothing was done`);
-        }
         await startTask(knex, input);
       } catch (err) {
         throw asFailure(err);

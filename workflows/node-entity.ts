@@ -169,7 +169,7 @@ export class NodeEntity {
   /** accept / reinitialize: persist the transition and its task, then let the main loop initialize. */
   command(verb: InitTrigger, taskId: string, cause: string, options: { requireFingerprint?: string; expiresAt?: number } = {}): Promise<CommandResult> {
     return this.exclusively(verb, options.expiresAt, async () => {
-      await this.transition({ event: verb, cause, taskId, startsTask: { kind: verb }, lastError: null, requireFingerprint: options.requireFingerprint, notAfter: options.expiresAt });
+      await this.transition({ event: verb, cause, taskId, startsTask: { kind: verb, notAfter: options.expiresAt }, lastError: null, requireFingerprint: options.requireFingerprint });
       this._taskId = taskId;
       this.pendingInit = verb;
     });
@@ -186,8 +186,7 @@ export class NodeEntity {
         event: verb,
         cause: `${verb} requested through the API`,
         taskId,
-        startsTask: { kind: verb },
-        notAfter: expiresAt,
+        startsTask: { kind: verb, notAfter: expiresAt },
         ...(immediate ? { endsTask: { status: 'succeeded' as const }, lastError: null } : {}),
       });
       this._taskId = taskId;

@@ -52,11 +52,15 @@ function toTask(row: TaskRow): TaskRecord {
 }
 
 /**
- * Starts a task, or refuses when the API abandoned its id first (see abandonTask): whichever of the two
- * writes the row wins, so a request the client was told failed can never start later. Idempotent for
- * the starter itself, so a retried activity does not fail on the row its first try wrote.
+ * Starts a task, or refuses (RequestExpired) a request the API stopped waiting for: once its notAfter has
+ * passed, or when the API abandoned its id first (see abandonTask; whichever of the two writes the row
+ * wins). So a request the client was told failed can never start later. Idempotent for the starter
+ * itself, so a retried activity does not fail on the row its first try wrote.
  */
-export async function startTask(knex: Knex, task: { id: string; kind: string; hostname: string | null }): Promise<void> {
+export async function startTask(knex: Knex, task: { id: string; kind: string; hostname: string | null; notAfter?: number }): Promise<void> {
+  if (task.notAfter !== undefined && Date.now() > task.notAfter) {
+    throw new RequestExpired(`the ${task.kind} of ${task.hostname} expired before it could be applied; nothing was done`);
+  }
   const now = new Date();
   const inserted = await knex('tasks')
     .insert({ id: task.id, kind: task.kind, hostname: task.hostname, status: 'running', created_at: now, started_at: now, updated_at: now })

@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { acceptClaim } from './claims-repo';
 import { finishTask, startTask } from './tasks-repo';
 import { log } from '../log';
-import { InvalidState, NotFound, RequestExpired } from '../domain/errors';
+import { InvalidState, NotFound } from '../domain/errors';
 import { allowedVerbs, DELETABLE_STATES, ENTRY_STATES, nextState, refusal, TARGET_OF, type NodeEvent, type NodeState } from '../domain/states';
 
 export interface TransitionRequest {
@@ -16,14 +16,16 @@ export interface TransitionRequest {
   lastError?: string | null;
   /** The node's key must still be this one (accept: the fingerprint the operator compared). */
   requireFingerprint?: string;
-  /** A task that begins with this transition (accept, reinitialize), written in the same transaction. */
-  startsTask?: { kind: string };
+  /**
+   * A task that begins with this transition (accept, reinitialize, manage, adopt), written in the same
+   * transaction; notAfter is when the API stopped waiting for the command (ms since the epoch): later,
+   * the task and with it the transition are refused.
+   */
+  startsTask?: { kind: string; notAfter?: number };
   /** Recorded with the state: maintenance silences the node's monitoring, commission lifts it. */
   monitoringSilenced?: boolean;
   /** The task this transition ends, and how. */
   endsTask?: { status: 'succeeded' | 'failed'; error?: string };
-  /** The API stopped waiting for this command then (ms since the epoch): later, it is refused. */
-  notAfter?: number;
 }
 
 export interface TransitionOutcome {
@@ -47,9 +49,6 @@ export async function applyTransition(knex: Knex, req: TransitionRequest): Promi
       // address and the other claims are rejected, in this transaction, so all of it commits with the accept.
       await acceptClaim(trx, { hostname: req.hostname, state: node.state, fingerprint: node.fingerprint }, req.requireFingerprint);
     }
-    if (req.notAfter !== undefined && Date.now() > req.notAfter) {
-      throw new RequestExpired(`the ${req.event} of ${req.hostname} expired before it could be applied; nothing was done`);
-    }
     const from = node.state as NodeState;
     const to = nextState(from, req.event, node.previous_state as NodeState | null);
     if (!to) {
@@ -67,7 +66,7 @@ export async function applyTransition(knex: Knex, req: TransitionRequest): Promi
     if (req.monitoringSilenced !== undefined) changes.monitoring_silenced = req.monitoringSilenced;
     await trx('nodes').where({ hostname: req.hostname }).update(changes);
     await recordTransitionEvent(trx, { hostname: req.hostname, from, to, event: req.event, cause: req.cause, taskId: req.taskId, transitionId: req.transitionId });
-    if (req.taskId && req.startsTask) await startTask(trx, { id: req.taskId, kind: req.startsTask.kind, hostname: req.hostname });
+    if (req.taskId && req.startsTask) await startTask(trx, { id: req.taskId, hostname: req.hostname, ...req.startsTask });
     if (req.taskId && req.endsTask) await finishTask(trx, req.taskId, req.endsTask);
     return { from, to };
   });
