@@ -6,7 +6,8 @@
  * request to refuse.
  */
 export const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-const UNSTORABLE_ALL = new RegExp(UNSTORABLE.source, 'g');
+/** The same, matching every occurrence (for replace). */
+export const UNSTORABLE_ALL = new RegExp(UNSTORABLE.source, 'g');
 
 /** Every unstorable character of every string value and key in `value` replaced by U+FFFD. */
 export function scrubUnstorable<T>(value: T): T {

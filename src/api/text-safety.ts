@@ -1,11 +1,10 @@
 import { isUtf8 } from 'node:buffer';
 import type { RequestHandler } from 'express';
 import { ValidationFailed } from '../domain/errors';
-import { UNSTORABLE } from '../storable-text';
+import { UNSTORABLE, UNSTORABLE_ALL } from '../storable-text';
 
 type Problem = { field: string; problem: string };
 
-const UNSTORABLE_ALL = new RegExp(UNSTORABLE.source, 'g');
 
 /** A huge body full of NULs gets a bounded answer. */
 const MAX_REPORTED = 50;
