@@ -3,7 +3,7 @@ import tseslint from 'typescript-eslint';
 import { builtinModules } from 'node:module';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', '.tools/', '.data/', 'bench/results/'] },
+  { ignores: ['node_modules/', '.tools/', '.data/', 'bench/results/', 'dist/'] },
   ...tseslint.configs.recommended,
   {
     files: ['**/*.ts'],

@@ -9,9 +9,11 @@ import { keepAlive } from './heartbeat';
 import { withNodeAgent } from './node-agent';
 import { createOperationActivities, type OperationDeps } from './operations';
 import { createPowerSyncActivities, type PowerSyncDeps } from './power-sync';
+import { createInstallActivities, type InstallDeps } from './install';
 import { createProvisioningActivities } from './provisioning';
+import { createDiscoveryActivities, type DiscoveryDeps } from './discovery';
 
-export interface ActivityDeps extends OperationDeps, PowerSyncDeps {
+export interface ActivityDeps extends OperationDeps, PowerSyncDeps, InstallDeps, DiscoveryDeps {
   monitoringEndpoint: string;
   nodeServices: string[];
 }
@@ -26,6 +28,14 @@ export function createActivities(deps: ActivityDeps) {
     ...createOperationActivities(deps),
     ...createProvisioningActivities(deps),
     ...createPowerSyncActivities(deps),
+    ...createInstallActivities(deps),
+    ...createDiscoveryActivities(deps),
+
+    /** The provisioner workflow's one step: dnsmasq's files made to say what the database says. */
+    reconcileBootFiles: keepAlive(async (): Promise<{ written: string[] }> => {
+      if (!deps.provisioner) return { written: [] };
+      return { written: await deps.provisioner.reconcile() };
+    }),
 
     async transitionNode(req: TransitionRequest): Promise<TransitionOutcome> {
       try {

@@ -3,7 +3,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { SignalDefinition } from '@temporalio/common';
 import type { Knex } from 'knex';
 import * as queue from '../src/db/operations-repo';
-import type { OperationKind } from '../src/domain/states';
+import type { HookKind, OperationKind } from '../src/domain/states';
 import { AGENT_PATHS } from '../src/protocol';
 import type { HookResult } from '../src/agent/hooks';
 import { NODE_SIGNALS, type GroupDecision, type NodeSignalName } from '../workflows/definitions';
@@ -18,6 +18,7 @@ export interface OperationDeps {
   knex: Knex;
   agents: AgentClient;
   maxConcurrentOperations: number;
+  maxConcurrentDeploys: number;
   /** Cluster-level extra_vars; a request's own vars are merged over them (request keys win). */
   clusterExtraVars: Record<string, unknown>;
   signalNodes: NodeSignaller;
@@ -38,27 +39,28 @@ export interface OperationRef {
 
 export function createOperationActivities(deps: OperationDeps) {
   const { knex } = deps;
-  const cap = deps.maxConcurrentOperations;
+  const caps: queue.SlotCaps = { general: deps.maxConcurrentOperations, install: deps.maxConcurrentDeploys };
 
   return {
     async claimNextOperation(input: { hostname: string }): Promise<OperationRef | null> {
       const op = await queue.claimNextOperation(knex, input.hostname);
-      return op ? { id: op.id, taskId: op.taskId, kind: op.kind, status: op.status } : null;
+      // A node's rows are never discoveries: those have no hostname.
+      return op ? { id: op.id, taskId: op.taskId, kind: op.kind as OperationKind, status: op.status } : null;
     },
 
     async requestSlot(input: { operationId: number }): Promise<boolean> {
-      const { granted, wake } = await queue.requestSlot(knex, input.operationId, cap);
+      const { granted, wake } = await queue.requestSlot(knex, input.operationId, caps);
       if (wake.length > 0) await deps.signalNodes(wake, NODE_SIGNALS.slotGranted);
       return granted;
     },
 
     async releaseSlot(input: { operationId: number }): Promise<void> {
-      const handedTo = await queue.releaseSlot(knex, input.operationId, cap);
+      const handedTo = await queue.releaseSlot(knex, input.operationId, caps);
       if (handedTo.length > 0) await deps.signalNodes(handedTo, NODE_SIGNALS.slotGranted);
     },
 
     /** Runs the node's hook for a step. Waits for an unreachable node (retries) within the operation timeout. */
-    runHook: keepAlive(async (input: { hostname: string; operationId: number; hook: OperationKind }): Promise<HookResult> => {
+    runHook: keepAlive(async (input: { hostname: string; operationId: number; hook: HookKind }): Promise<HookResult> => {
       const op = await knex('operations').select('extra_vars').where({ id: input.operationId }).first();
       const extraVars = { ...deps.clusterExtraVars, ...(op?.extra_vars ?? {}) };
       return withNodeAgent(knex, input.hostname, async (agent) => {
@@ -123,15 +125,17 @@ export function createOperationActivities(deps: OperationDeps) {
     },
 
     /** Decommission and maintenance are best effort: the request succeeds with per-node results. */
-    async finishBulkTask(input: { taskId: string; kind: OperationKind }): Promise<{ status: 'succeeded' | 'failed' }> {
+    async finishBulkTask(input: { taskId: string; kind: queue.QueueKind }): Promise<{ status: 'succeeded' | 'failed' }> {
       const progress = await queue.taskProgress(knex, input.taskId);
-      const failedNodes = await knex('operations')
-        .select('hostname', 'error')
-        .where({ task_id: input.taskId })
-        .whereNotNull('error')
-        .orderBy('id')
+      const failedNodes = await knex('operations as o')
+        .leftJoin('discoveries as d', 'd.operation_id', 'o.id')
+        .select(knex.raw('coalesce(o.hostname, d.address) as hostname'), 'o.error')
+        .where('o.task_id', input.taskId)
+        .whereNotNull('o.error')
+        .orderBy('o.id')
         .limit(20);
-      const status = input.kind === 'commission' && progress.failed > 0 ? 'failed' : 'succeeded';
+      // A commission is all or nothing; a discovery with a failed address asks the operator to post it again (contiv).
+      const status = (input.kind === 'commission' || input.kind === 'discover') && progress.failed > 0 ? 'failed' : 'succeeded';
       const error =
         failedNodes.length === 0 ? null : failedNodes.map((f) => `${f.hostname}: ${f.error}`).join('; ') + (progress.stepFailures > 20 ? '; …' : '');
       const now = new Date();

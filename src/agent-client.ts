@@ -1,7 +1,9 @@
 import http from 'node:http';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Identity } from './identity/identity';
-import { connectPinned } from './identity/pinned-tls';
+import { connectPinned, PinnedKeyMismatch } from './identity/pinned-tls';
+import { log } from './log';
+import { agentCallErrors } from './metrics/registry';
 import { scrubUnstorable } from './storable-text';
 
 export interface AgentEndpoint {
@@ -29,6 +31,55 @@ export class AgentOperationFailed extends Error {
   }
 }
 
+/** No answer within the deadline (the request; connectPinned has its own for the handshake). */
+class AgentTimeout extends Error {}
+
+/** The agent's answer was not JSON: something else listens there, or a proxy answered. */
+class AgentBadResponse extends Error {}
+
+/** Why a call to a node agent failed, in words an operator alerts on: a small fixed set of label values. */
+export type AgentErrorKind =
+  | 'timeout'
+  | 'connection_refused'
+  | 'unreachable'
+  | 'connection_reset'
+  | 'dns'
+  | 'tls'
+  | 'pinning_mismatch'
+  | 'http_4xx'
+  | 'http_5xx'
+  | 'bad_response'
+  | 'other';
+
+const KIND_OF_CODE: Record<string, AgentErrorKind> = {
+  ECONNREFUSED: 'connection_refused',
+  EHOSTUNREACH: 'unreachable',
+  ENETUNREACH: 'unreachable',
+  EHOSTDOWN: 'unreachable',
+  ECONNRESET: 'connection_reset',
+  EPIPE: 'connection_reset',
+  ECONNABORTED: 'connection_reset',
+  ETIMEDOUT: 'timeout',
+  ENOTFOUND: 'dns',
+  EAI_AGAIN: 'dns',
+};
+
+export function agentErrorKind(err: unknown): AgentErrorKind {
+  if (err instanceof AgentTimeout) return 'timeout';
+  if (err instanceof PinnedKeyMismatch) return 'pinning_mismatch';
+  if (err instanceof AgentOperationFailed) return err.status >= 500 ? 'http_5xx' : err.status >= 400 ? 'http_4xx' : 'bad_response';
+  if (err instanceof AgentBadResponse) return 'bad_response';
+  const code = String((err as NodeJS.ErrnoException | undefined)?.code ?? '');
+  const byCode = KIND_OF_CODE[code];
+  if (byCode) return byCode;
+  if (/^ERR_(SSL|TLS)_/.test(code) || /CERT|SELF_SIGNED|UNABLE_TO_/.test(code)) return 'tls';
+  const message = err instanceof Error ? err.message : '';
+  // connectPinned's own deadline (src/identity/pinned-tls.ts) is a plain Error that names it.
+  if (/^TLS connect to .* timed out$/.test(message)) return 'timeout';
+  if (/secure TLS connection|SSL|TLS/.test(message)) return 'tls';
+  return 'other';
+}
+
 /** Calls a node agent over HTTPS: our client certificate identifies the server, the agent's key is pinned. */
 export class AgentClient {
   constructor(
@@ -36,7 +87,22 @@ export class AgentClient {
     private readonly timeoutMs: number,
   ) {}
 
+  /** Every failure is counted by kind (node_lifecycle_agent_call_errors_total) and logged at debug with the node. */
   async call<T>(node: AgentEndpoint, method: 'GET' | 'POST', path: string, payload?: unknown): Promise<T> {
+    const started = performance.now();
+    try {
+      const answer = await this.exchange<T>(node, method, path, payload);
+      log.debug('agent call', { hostname: node.hostname, method, path, ms: Math.round(performance.now() - started) });
+      return answer;
+    } catch (err) {
+      const kind = agentErrorKind(err);
+      agentCallErrors.inc({ kind });
+      log.debug('agent call failed', { hostname: node.hostname, method, path, kind, error: (err as Error).message, ms: Math.round(performance.now() - started) });
+      throw err;
+    }
+  }
+
+  private async exchange<T>(node: AgentEndpoint, method: 'GET' | 'POST', path: string, payload?: unknown): Promise<T> {
     const url = new URL(node.address);
     const socket = await connectPinned({
       host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
@@ -67,7 +133,7 @@ export class AgentClient {
               // What a node reports (facts, hook output) is stored: text PostgreSQL cannot hold is scrubbed here.
               parsed = scrubUnstorable(JSON.parse(text));
             } catch {
-              reject(new Error(`agent ${node.hostname} answered ${res.statusCode} with a body that is not JSON`));
+              reject(new AgentBadResponse(`agent ${node.hostname} answered ${res.statusCode} with a body that is not JSON`));
               return;
             }
             const status = res.statusCode ?? 0;
@@ -80,7 +146,7 @@ export class AgentClient {
           res.on('error', reject);
         },
       );
-      req.on('timeout', () => req.destroy(new Error(`agent ${node.hostname} did not answer ${path} within ${this.timeoutMs} ms`)));
+      req.on('timeout', () => req.destroy(new AgentTimeout(`agent ${node.hostname} did not answer ${path} within ${this.timeoutMs} ms`)));
       req.on('error', reject);
       req.end(body);
     }).finally(() => socket.destroy());

@@ -6,6 +6,8 @@ import { readOrCreateSecretFile } from './secret-file';
 export async function resolveApiToken(configured: string | undefined, dataDir: string): Promise<{ token: string; file?: string }> {
   if (configured) return { token: configured };
   const file = path.join(dataDir, 'api-token');
-  const token = (await readOrCreateSecretFile(file, () => `${randomBytes(24).toString('base64url')}\n`)).trim();
+  // Hex, not base64url: a token that begins with '-' is read as an option by nodectl and other CLIs
+  // (`--token -x3F…`), which made one start in 64 unusable from the command line.
+  const token = (await readOrCreateSecretFile(file, () => `${randomBytes(24).toString('hex')}\n`)).trim();
   return { token, file };
 }

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import type { DeploySettings } from '../workflows/definitions';
 import { parseDuration } from './duration';
 import { decodeSecretsKey } from './secrets/secret-box';
 
@@ -12,6 +13,8 @@ export interface Config {
   temporalAddress?: string;
   temporalPort: number;
   temporalUiPort: number;
+  /** The web UI of a Temporal server the service does not run itself (TEMPORAL_ADDRESS), for links to workflows. */
+  temporalUiUrl: string | undefined;
   temporalNamespace: string;
   temporalCliPath: string;
   taskQueue: string;
@@ -36,7 +39,51 @@ export interface Config {
   databaseTimeoutMs: number;
   /** Deadline of Temporal calls that need no worker (signals, terminations) and of status queries. */
   temporalTimeoutMs: number;
+  /** Unset (no PROVISIONING_URL): no provisioning network; deploys are refused naming the setting. */
+  provisioning?: ProvisioningConfig;
+  maxConcurrentDeploys: number;
+  deploy: DeploySettings;
+  discover: DiscoverConfig;
+  /** METRICS_PUBLIC: GET /metrics answers without the operator token. */
+  metricsPublic: boolean;
+  /** HOST:PORT of the Temporal runtime's Prometheus exporter (port 0: a free one); undefined: none. */
+  temporalMetricsListen?: string;
 }
+
+/** Adding nodes by address over SSH (POST /api/v1/discover/nodes). */
+export interface DiscoverConfig {
+  /** The name a joined node is bound to; a node holding another cluster's name refuses to join. */
+  clusterName: string;
+  /** The URL joined agents call (announce, ready): the API as the nodes reach it; '' until a PORT=0 API listens. */
+  serverUrl: string;
+  defaultUser: string;
+  joinCommand: string;
+  connectTimeoutMs: number;
+  commandTimeoutMs: number;
+  announceTimeoutMs: number;
+  agentPort: number;
+  /** Tests and demos: a sandbox directory per address ({host} and {port} replaced), sent in the join document. */
+  sandbox: string | undefined;
+  /** An ssh-agent whose keys are offered beside the service's own. */
+  agentSocket: string | undefined;
+}
+
+/** One provisioning network: dnsmasq's per-node files, its address pool, and the machine endpoints. */
+export interface ProvisioningConfig {
+  /** Where machines on the provisioning network reach the service (iPXE scripts, images, callbacks, agents). */
+  url: string;
+  listenHost: string;
+  listenPort: number;
+  /** dnsmasq's dhcp-hostsdir / dhcp-optsdir / hostsdir live under it (worker). */
+  dir: string;
+  /** dnsmasq's address, probed before any power command. */
+  dhcpServer: string;
+  /** This host's address on the provisioning network: the probe's relay address. */
+  relayAddress: string;
+  /** Fixed addresses handed to enrolled MACs. */
+  pool: { first: string; last: string };
+}
+
 
 export const PROJECT_ROOT = path.resolve(__dirname, '..');
 
@@ -93,6 +140,89 @@ function jsonObject(env: Env, name: string): Record<string, unknown> {
   throw new ConfigError(`${name} must be a JSON object, e.g. {"ntp_server":"10.0.0.1"}`);
 }
 
+const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
+
+function ipv4(env: Env, name: string, fallback?: string): string {
+  const value = env[name] || fallback;
+  if (!value || !IPV4.test(value)) throw new ConfigError(`${name}=${value ?? ''} must be an IPv4 address`);
+  return value;
+}
+
+function provisioning(env: Env, dataDir: string): ProvisioningConfig | undefined {
+  const raw = env.PROVISIONING_URL;
+  if (!raw) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`PROVISIONING_URL=${raw} is not a URL`);
+  }
+  if (url.protocol !== 'http:' || url.pathname !== '/' || url.search) {
+    throw new ConfigError(`PROVISIONING_URL=${raw} must be http://HOST:PORT (iPXE and installers fetch from it)`);
+  }
+  const listen = env.PROVISIONING_LISTEN || `${url.hostname}:${url.port || '80'}`;
+  const match = /^(.+):(\d+)$/.exec(listen);
+  if (!match) throw new ConfigError(`PROVISIONING_LISTEN=${listen} must be HOST:PORT`);
+  const pool = (env.PROVISIONING_POOL ?? '').split('-');
+  if (pool.length !== 2) throw new ConfigError('PROVISIONING_POOL must be FIRST-LAST, e.g. 10.213.0.10-10.213.0.99');
+  return {
+    url: url.origin,
+    listenHost: match[1]!,
+    listenPort: port({ PROVISIONING_LISTEN: match[2] }, 'PROVISIONING_LISTEN', 0),
+    dir: path.resolve(env.PROVISIONING_DIR || path.join(dataDir, 'dnsmasq')),
+    dhcpServer: ipv4(env, 'PROVISIONING_DHCP_SERVER'),
+    relayAddress: ipv4(env, 'PROVISIONING_RELAY_ADDRESS', IPV4.test(url.hostname) ? url.hostname : undefined),
+    pool: { first: ipv4({ PROVISIONING_POOL: pool[0] }, 'PROVISIONING_POOL'), last: ipv4({ PROVISIONING_POOL: pool[1] }, 'PROVISIONING_POOL') },
+  };
+}
+
+function discoverConfig(env: Env): DiscoverConfig {
+  const host = env.HOST || '127.0.0.1';
+  const apiPort = port(env, 'PORT', 8080);
+  // PORT=0 (any free port): the URL is known once the API listens (the service fills it in).
+  const serverUrl = env.AGENT_SERVER_URL || (apiPort === 0 ? '' : `http://${host.includes(':') ? `[${host}]` : host}:${apiPort}`);
+  if (serverUrl && !/^https?:\/\/[^/]+\/?$/.test(serverUrl)) throw new ConfigError(`AGENT_SERVER_URL=${serverUrl} must be http(s)://HOST:PORT`);
+  const clusterName = env.CLUSTER_NAME || 'default';
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(clusterName)) throw new ConfigError(`CLUSTER_NAME=${clusterName} must be letters, digits, dots, dashes or underscores`);
+  const sandbox = env.DISCOVER_SANDBOX || undefined;
+  if (sandbox && !sandbox.startsWith('/')) throw new ConfigError(`DISCOVER_SANDBOX=${sandbox} must be an absolute path`);
+  return {
+    clusterName,
+    serverUrl: serverUrl.replace(/\/$/, ''),
+    defaultUser: env.DISCOVER_SSH_USER || 'root',
+    joinCommand: env.DISCOVER_JOIN_COMMAND || 'nodeagent join',
+    connectTimeoutMs: duration(env, 'DISCOVER_CONNECT_TIMEOUT', '10s'),
+    commandTimeoutMs: duration(env, 'DISCOVER_COMMAND_TIMEOUT', '2m'),
+    announceTimeoutMs: duration(env, 'DISCOVER_ANNOUNCE_TIMEOUT', '2m'),
+    agentPort: port(env, 'DISCOVER_AGENT_PORT', 9443),
+    sandbox,
+    agentSocket: env.SSH_AUTH_SOCK || undefined,
+  };
+}
+
+function flag(env: Env, name: string): boolean {
+  const raw = (env[name] ?? '').trim().toLowerCase();
+  if (['', '0', 'false', 'no'].includes(raw)) return false;
+  if (['1', 'true', 'yes'].includes(raw)) return true;
+  throw new ConfigError(`${name}=${env[name]} must be 1 or 0`);
+}
+
+function temporalMetricsListen(env: Env): string | undefined {
+  const raw = env.TEMPORAL_METRICS_LISTEN || '127.0.0.1:0';
+  if (raw === 'off') return undefined;
+  const match = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d+)$/.exec(raw);
+  if (!match) throw new ConfigError(`TEMPORAL_METRICS_LISTEN=${raw} must be HOST:PORT (port 0: any free port) or off`);
+  port({ TEMPORAL_METRICS_LISTEN: match[2] }, 'TEMPORAL_METRICS_LISTEN', 0);
+  return raw;
+}
+
+function httpUrl(env: Env, name: string): string | undefined {
+  const raw = env[name];
+  if (!raw) return undefined;
+  if (!/^https?:\/\/[^\s/]+(\/[^\s]*)?$/.test(raw)) throw new ConfigError(`${name}=${raw} must be an http(s):// URL`);
+  return raw.replace(/\/$/, '');
+}
+
 /** Reads the configuration table documented in the README; a bad value stops start-up with its name. */
 export function loadConfig(env: Env = process.env): Config {
   const initCheckIntervalMs = duration(env, 'INIT_CHECK_INTERVAL', '30s');
@@ -100,14 +230,16 @@ export function loadConfig(env: Env = process.env): Config {
   if (initCheckIntervalMs > initWindowMs) {
     throw new ConfigError('INIT_CHECK_INTERVAL must not be longer than INIT_WINDOW');
   }
+  const dataDir = path.resolve(env.DATA_DIR || path.join(PROJECT_ROOT, '.data'));
   return {
     host: env.HOST || '127.0.0.1',
     port: port(env, 'PORT', 8080),
-    dataDir: path.resolve(env.DATA_DIR || path.join(PROJECT_ROOT, '.data')),
+    dataDir,
     databaseUrl: env.DATABASE_URL || undefined,
     temporalAddress: env.TEMPORAL_ADDRESS || undefined,
     temporalPort: port(env, 'TEMPORAL_PORT', 7233),
     temporalUiPort: port(env, 'TEMPORAL_UI_PORT', 8233),
+    temporalUiUrl: httpUrl(env, 'TEMPORAL_UI_URL'),
     temporalNamespace: env.TEMPORAL_NAMESPACE || 'default',
     temporalCliPath: env.TEMPORAL_CLI_PATH || 'temporal',
     taskQueue: env.TASK_QUEUE || 'node-lifecycle',
@@ -131,5 +263,17 @@ export function loadConfig(env: Env = process.env): Config {
     commandTimeoutMs: duration(env, 'COMMAND_TIMEOUT', '10s'),
     databaseTimeoutMs: duration(env, 'DATABASE_TIMEOUT', '5s'),
     temporalTimeoutMs: duration(env, 'TEMPORAL_TIMEOUT', '5s'),
+    provisioning: provisioning(env, dataDir),
+    maxConcurrentDeploys: positiveInt(env, 'MAX_CONCURRENT_DEPLOYS', 20),
+    deploy: {
+      leaseTimeoutMs: duration(env, 'DEPLOY_LEASE_TIMEOUT', '3m'),
+      installerTimeoutMs: duration(env, 'DEPLOY_INSTALLER_TIMEOUT', '5m'),
+      imageTimeoutMs: duration(env, 'DEPLOY_IMAGE_TIMEOUT', '30m'),
+      bootTimeoutMs: duration(env, 'DEPLOY_BOOT_TIMEOUT', '10m'),
+      powerCycles: positiveInt(env, 'DEPLOY_POWER_CYCLES', 3),
+    },
+    discover: discoverConfig(env),
+    metricsPublic: flag(env, 'METRICS_PUBLIC'),
+    temporalMetricsListen: temporalMetricsListen(env),
   };
 }

@@ -1,5 +1,4 @@
 import { parseArgs } from 'node:util';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { ConfigError, loadConfig } from './config';
 import { log } from './log';
 import { startService, type Role, type RunningService } from './service';
@@ -9,18 +8,21 @@ async function main(): Promise<void> {
   const role = values.role as Role;
   if (!['all', 'api', 'worker'].includes(role)) throw new ConfigError(`--role must be all, api or worker, not ${role}`);
   const config = loadConfig();
-  // Shutdown is ours: the HTTP server, the worker and the dev server stop in order on one signal.
-  Runtime.install({ logger: new DefaultLogger('WARN'), shutdownSignals: [] });
 
   const service = await startService(config, role);
   const lines = [
     `node-lifecycle (${role}) is running`,
     service.apiUrl && `  REST API      ${service.apiUrl}/api/v1   (health: ${service.apiUrl}/healthz)`,
     service.apiUrl && `  API token     ${tokenWhereabouts(service)}`,
+    service.apiUrl && `  Dashboard     ${service.apiUrl}/dashboard/   (log in with the API token)`,
+    service.apiUrl && `  API reference ${service.apiUrl}/api/docs/   (document: ${service.apiUrl}/api/v1/openapi.json)`,
+    service.apiUrl && `  Metrics       ${service.apiUrl}/metrics${config.metricsPublic ? '' : '   (with the API token)'}`,
     `  Temporal      ${service.temporalAddress}   namespace ${config.temporalNamespace}, task queue ${config.taskQueue}`,
     service.temporalUiUrl && `  Temporal UI   ${service.temporalUiUrl}/namespaces/${config.temporalNamespace}/workflows`,
     `  Database      ${service.database}`,
     `  Server key    ${service.serverFingerprint}`,
+    config.provisioning &&
+      `  Provisioning  machines reach ${config.provisioning.url} (listening on ${config.provisioning.listenHost}:${config.provisioning.listenPort}); dnsmasq files in ${config.provisioning.dir}`,
   ];
   console.log(lines.filter(Boolean).join('\n'));
 

@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -26,6 +27,16 @@ import { startDevServer, type DevServer } from './temporal/dev-server';
 import { NodeWorkflows, nodeSignaller } from './temporal/node-workflows';
 import { ensureNodeStateAttribute } from './temporal/search-attributes';
 import { createWorker } from './temporal/worker';
+import { ensureTemporalRuntime } from './metrics/temporal-runtime';
+import { BootService } from './provisioning/boot-service';
+import { createMachineApp } from './provisioning/machine-app';
+import { Provisioner } from './provisioning/provisioner';
+import { DeployService } from './services/deploy-service';
+import { DomainError } from './domain/errors';
+import { loadOrCreateSshClientKey } from './ssh/client-key';
+import { DiscoveryService } from './ssh/discovery-service';
+import { installEventSignal } from '../workflows/definitions';
+import { inventoryChangedSignal, PROVISIONER_WORKFLOW_ID, provisioner as provisionerWorkflow } from '../workflows/provisioner';
 
 export type Role = 'all' | 'api' | 'worker';
 
@@ -75,6 +86,8 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
       stack.push(() => devServer!.stop());
       temporalAddress = devServer.address;
     }
+    // Where operators look at workflows: the dev server's UI, or the one TEMPORAL_UI_URL names.
+    const temporalUi = config.temporalUiUrl ?? devServer?.uiUrl;
 
     const db: Database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, timeoutMs: config.databaseTimeoutMs });
     stack.push(() => db.close());
@@ -85,6 +98,8 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
     // Every process of a deployment must share this key: the API hands out its fingerprint, the
     // worker presents it to agents.
     const serverIdentity = await loadOrCreateIdentity(path.join(config.dataDir, 'server-identity'), 'node-lifecycle-server');
+    // The key new nodes are joined with over SSH (the API shows it, the worker uses it): one per DATA_DIR.
+    const sshClientKey = await loadOrCreateSshClientKey(config.dataDir, `node-lifecycle@${config.discover.clusterName}`);
 
     // One agent client per process: the worker's activities and the API's live power reads share it.
     const agents = new AgentClient(serverIdentity, config.agentRequestTimeoutMs);
@@ -96,7 +111,12 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
       initCheckIntervalMs: config.initCheckIntervalMs,
       initWindowMs: config.initWindowMs,
       operationTimeoutMs: config.operationTimeoutMs,
+      deploy: config.deploy,
     };
+    // The installers' one-time tokens: derived from the secrets key, the same in every process.
+    const installTokenKey = createHmac('sha256', secretsKey.key).update('node-lifecycle install tokens').digest();
+    const signalNodes = nodeSignaller(client.workflow);
+    const wakeInstall = (hostname: string) => signalNodes([hostname], installEventSignal);
     const workflows = new NodeWorkflows(client.workflow, config.taskQueue, settings, {
       commandTimeoutMs: config.commandTimeoutMs,
       requestTimeoutMs: config.temporalTimeoutMs,
@@ -105,6 +125,14 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
 
     let workerDone: Promise<void> | undefined;
     if (role !== 'api') {
+      let provisioner: Provisioner | undefined;
+      if (config.provisioning) {
+        provisioner = new Provisioner(db.knex, config.provisioning, wakeInstall);
+        await provisioner.start();
+        stack.push(() => provisioner!.stop());
+      }
+      // The worker's runtime, with its Prometheus exporter, before anything native is made (no-op if installed).
+      await ensureTemporalRuntime({ metricsListen: config.temporalMetricsListen });
       const nativeConnection = await NativeConnection.connect({ address: temporalAddress });
       stack.push(() => nativeConnection.close());
       const worker: Worker = await createWorker({
@@ -119,9 +147,26 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
           nodeServices: config.nodeServices,
           maxConcurrentOperations: config.maxConcurrentOperations,
           clusterExtraVars: config.clusterExtraVars,
-          signalNodes: nodeSignaller(client.workflow),
+          signalNodes,
+          maxConcurrentDeploys: config.maxConcurrentDeploys,
+          installTokenKey,
+          provisioner,
           powerSyncParallel: config.powerSyncParallel,
           powerSyncNodeTimeoutMs: config.powerSyncNodeTimeoutMs,
+          discover: config.discover,
+          sshClientKey,
+          serverFingerprint: serverIdentity.fingerprint,
+          workflowClient: client.workflow,
+          taskQueue: config.taskQueue,
+          acceptNode: async (hostname, fingerprint, cause) => {
+            try {
+              await workflows.accept(hostname, 'unmanaged', fingerprint, cause);
+            } catch (err) {
+              // Accepted meanwhile (by an operator or a retried check): the next look sees the node's state.
+              if (err instanceof DomainError && err.status < 500) log.info(`discovery: accept of ${hostname} refused: ${err.message}`);
+              else throw err;
+            }
+          },
         }),
       });
       workerDone = worker.run();
@@ -138,6 +183,13 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
         args: [{ intervalMs: config.powerSyncIntervalMs }],
         workflowIdConflictPolicy: 'USE_EXISTING',
       });
+      if (provisioner) {
+        await client.workflow.start(provisionerWorkflow, {
+          workflowId: `${PROVISIONER_WORKFLOW_ID}:${config.taskQueue}`,
+          taskQueue: config.taskQueue,
+          workflowIdConflictPolicy: 'USE_EXISTING',
+        });
+      }
       stack.push(async () => {
         if (worker.getState() === 'RUNNING') worker.shutdown();
         await workerDone!.catch(() => undefined);
@@ -149,34 +201,47 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
     let apiTokenFile: string | undefined;
     if (role !== 'worker') {
       ({ token: apiToken, file: apiTokenFile } = await resolveApiToken(config.apiToken, config.dataDir));
+      const boot = config.provisioning
+        ? new BootService({ knex: db.knex, baseUrl: config.provisioning.url, installTokenKey, serverFingerprint: serverIdentity.fingerprint, wake: wakeInstall })
+        : undefined;
+      const nodes = new NodeService(db.knex, workflows, serverIdentity.fingerprint, boot && ((...args) => boot.announced(...args)));
+      const operations = new OperationService(db.knex, client.workflow, config.taskQueue, config.temporalTimeoutMs);
+      const inventoryChanged = async () => {
+        if (!config.provisioning) return;
+        await client.workflow
+          .getHandle(`${PROVISIONER_WORKFLOW_ID}:${config.taskQueue}`)
+          .signal(inventoryChangedSignal)
+          .catch((err: unknown) => log.warn(`provisioner not told of an inventory change (it reconciles on its own): ${(err as Error).message}`));
+      };
       const app = createApp({
         knex: db.knex,
-        nodes: new NodeService(db.knex, workflows, serverIdentity.fingerprint),
-        operations: new OperationService(db.knex, client.workflow, config.taskQueue, config.temporalTimeoutMs),
-        enrollment: new EnrollmentService(db.knex, workflows, agents, secretBox),
+        nodes,
+        operations,
+        enrollment: new EnrollmentService(db.knex, workflows, agents, secretBox, inventoryChanged),
+        deploys: new DeployService(db.knex, operations, workflows, config.provisioning !== undefined),
+        discovery: new DiscoveryService(db.knex, operations, config.discover),
+        sshClientKey,
         workflows,
         apiToken,
+        temporalWorkflowsUrl: temporalUi ? `${temporalUi}/namespaces/${config.temporalNamespace}/workflows` : undefined,
+        metrics: { public: config.metricsPublic, caps: { general: config.maxConcurrentOperations, install: config.maxConcurrentDeploys } },
         temporalHealthy: async (deadline) => {
           await connection.withDeadline(deadline, () => connection.workflowService.getSystemInfo({}));
         },
       });
       const server = http.createServer(app);
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', (err: NodeJS.ErrnoException) =>
-          reject(err.code === 'EADDRINUSE' ? new ConfigError(`PORT ${config.port} on ${config.host} is in use by another process`) : err),
-        );
-        server.listen(config.port, config.host, resolve);
-      });
-      stack.push(
-        () =>
-          new Promise<void>((resolve) => {
-            server.close(() => resolve());
-            server.closeAllConnections();
-          }),
-      );
+      await listen(server, config.port, config.host, 'PORT');
+      stack.push(() => closeServer(server));
+      if (boot && config.provisioning) {
+        const machines = http.createServer(createMachineApp({ knex: db.knex, boot, nodes }));
+        await listen(machines, config.provisioning.listenPort, config.provisioning.listenHost, 'PROVISIONING_LISTEN');
+        stack.push(() => closeServer(machines));
+      }
       const { port } = server.address() as AddressInfo;
       const reachableHost = config.host === '0.0.0.0' ? '127.0.0.1' : config.host;
       apiUrl = `http://${reachableHost.includes(':') ? `[${reachableHost}]` : reachableHost}:${port}`;
+      // PORT=0 and no AGENT_SERVER_URL: joined agents call this process's API, now that its port is known.
+      if (!config.discover.serverUrl) config.discover.serverUrl = apiUrl;
       // nodectl on this machine finds the API here, as it finds the token in api-token.
       await fs.writeFile(path.join(config.dataDir, 'api-url'), `${apiUrl}\n`);
     }
@@ -186,7 +251,7 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
       apiToken,
       apiTokenFile,
       temporalAddress,
-      temporalUiUrl: devServer?.uiUrl,
+      temporalUiUrl: temporalUi,
       database: db.description,
       serverFingerprint: serverIdentity.fingerprint,
       workerDone,
@@ -196,4 +261,26 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
     await stop();
     throw err;
   }
+}
+
+async function listen(server: http.Server, port: number, host: string, setting: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(
+        err.code === 'EADDRINUSE'
+          ? new ConfigError(`${setting}: port ${port} on ${host} is in use by another process`)
+          : err.code === 'EADDRNOTAVAIL'
+            ? new ConfigError(`${setting}: ${host} is not an address of this machine`)
+            : err,
+      ),
+    );
+    server.listen(port, host, resolve);
+  });
+}
+
+function closeServer(server: http.Server): Promise<void> {
+  return new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
 }

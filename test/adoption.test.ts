@@ -125,7 +125,7 @@ describe("the seed's adoption, against a real BMC", () => {
     const res = await provision(name, 'adopt');
     expectError(res, 409);
     expect(res.body.error).toMatchObject({ state: 'enroll', allowed: ['manage'] });
-    expectError(await provision(name, 'deploy'), 400, 'target');
+    expectError(await provision(name, 'install'), 400, 'target');
   });
 });
 
@@ -320,9 +320,11 @@ describe('power', () => {
 
     await own.start();
     await waitFor(() => api.get(`/api/v1/nodes/${name}`), (r) => r.body.power_fault === false, { what: 'the fault to clear', timeoutMs: 90_000 });
+    // The sweep clears the node's fault, then records the event: wait for the record, it is not the same write.
+    await waitFor(() => events('power_fault_cleared', name), (e) => e.length > 0, { what: 'the power_fault_cleared event', timeoutMs: 60_000 });
     expect(await events('power_fault_cleared', name)).toHaveLength(1);
     expect((await api.get(`/api/v1/nodes/${name}`)).body.last_error).toBeNull();
-  });
+  }, 300_000);
 
   test('a BMC that never answers costs its own node a timeout; the others are still corrected', async () => {
     const silent = await adoptedNode('silent-bmc');
@@ -339,7 +341,8 @@ describe('power', () => {
     } finally {
       blackHole.close();
     }
-  });
+    // Two adoptions and two sweeps' worth of waiting: more than the default when emulated VMs share the machine.
+  }, 300_000);
 });
 
 test('no password appears in any response, log line or workflow history', async () => {

@@ -111,7 +111,7 @@ describe('accept', () => {
   test('accepting a node that is already managed gets 409 with its state', async () => {
     const res = await acceptNode(ts, active.hostname, active.fingerprint);
     expectError(res, 409, 'invalid_state');
-    expect(res.body.error).toMatchObject({ state: 'active', allowed: ['commission', 'decommission', 'maintenance'] });
+    expect(res.body.error).toMatchObject({ state: 'active', allowed: ['commission', 'decommission', 'maintenance', 'rebuild'] });
   });
 });
 

@@ -151,7 +151,7 @@ describe('no worker is running', () => {
     } finally {
       await agent.stop();
     }
-  });
+  }, 300_000);
 });
 
 describe('a worker is killed with kill -9 in the middle of a step', () => {

@@ -93,7 +93,8 @@ test('processes starting together on a fresh DATA_DIR all end with the same comp
     const keys = await Promise.all(Array.from({ length: 8 }, () => loadOrCreateIdentity(path.join(dir, 'identity'), 'race')));
 
     expect(new Set(tokens.map((t) => t.token)).size).toBe(1);
-    expect(tokens[0]!.token).toMatch(/^[A-Za-z0-9_-]{32}$/);
+    // Never a leading '-', which command lines would take for an option.
+    expect(tokens[0]!.token).toMatch(/^[0-9a-f]{48}$/);
     expect(new Set(keys.map((k) => k.fingerprint)).size).toBe(1);
     expect(fs.statSync(path.join(dir, 'api-token')).mode & 0o777).toBe(0o600);
     // No drafts are left behind.

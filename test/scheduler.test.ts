@@ -13,6 +13,7 @@ import {
 import type { NodeState } from '../src/domain/states';
 import { createTestDatabase } from './support/test-database';
 
+const CAPS = { general: 2, install: 1 };
 let db: Database;
 let drop: () => Promise<void>;
 
@@ -20,6 +21,7 @@ beforeAll(async () => {
   const database = await createTestDatabase();
   drop = database.drop;
   db = await openDatabase({ databaseUrl: database.url, dataDir: os.tmpdir() });
+  await db.knex('images').insert({ name: 'sched-image', kernel: '/k', initrd: '/i', disk: '/d', sha256: '0'.repeat(64), size: 1 });
 });
 afterAll(async () => {
   await db.close();
@@ -31,13 +33,15 @@ let counter = 0;
 async function makeNode(state: NodeState = 'active'): Promise<string> {
   const hostname = `sched-${++counter}.test`;
   await recordAnnouncement(db.knex, { hostname, fingerprint: 'SHA256:x', publicKey: 'k', address: 'https://127.0.0.1:1' });
-  await db.knex('nodes').where({ hostname }).update({ state });
+  // What an install needs besides its state: a BMC and a MAC.
+  await db.knex('nodes').where({ hostname }).update({ state, driver: 'ipmi' });
+  await db.knex('node_ports').insert({ hostname, address: `52:54:00:5c:${String(Math.floor(counter / 256)).padStart(2, '0')}:${(counter % 256).toString(16).padStart(2, '0')}` });
   return hostname;
 }
 
-function submit(kind: 'commission' | 'decommission' | 'maintenance', hostnames: string[]) {
+function submit(kind: 'commission' | 'decommission' | 'maintenance' | 'deploy', hostnames: string[]) {
   const taskId = randomUUID();
-  return submitBulk(db.knex, { taskId, kind, hostnames, extraVars: {} }).then(() => taskId);
+  return submitBulk(db.knex, { taskId, kind, hostnames, extraVars: {}, ...(kind === 'deploy' ? { image: 'sched-image' } : {}) }).then(() => taskId);
 }
 
 describe('validation of a whole request', () => {
@@ -96,15 +100,35 @@ describe('the cluster-wide cap', () => {
     for (const n of nodes) ops.push((await claimNextOperation(db.knex, n))!);
 
     const answers = [];
-    for (const op of ops) answers.push(await requestSlot(db.knex, op.id, 2));
+    for (const op of ops) answers.push(await requestSlot(db.knex, op.id, CAPS));
 
     expect(answers.map((a) => a.granted)).toEqual([true, true, false, false]);
-    const handed = await releaseSlot(db.knex, ops[0]!.id, 2);
+    const handed = await releaseSlot(db.knex, ops[0]!.id, CAPS);
     expect(handed).toEqual([nodes[2]]);
-    expect(await releaseSlot(db.knex, ops[0]!.id, 2)).toEqual([nodes[2]]); // a retried release wakes the same node
-    expect(await requestSlot(db.knex, ops[2]!.id, 2)).toEqual({ granted: true, wake: [] });
-    expect((await requestSlot(db.knex, ops[3]!.id, 2)).granted).toBe(false);
+    expect(await releaseSlot(db.knex, ops[0]!.id, CAPS)).toEqual([nodes[2]]); // a retried release wakes the same node
+    expect(await requestSlot(db.knex, ops[2]!.id, CAPS)).toEqual({ granted: true, wake: [] });
+    expect((await requestSlot(db.knex, ops[3]!.id, CAPS)).granted).toBe(false);
     expect(await db.knex('operations').where({ holds_slot: true }).count({ n: '*' }).first()).toEqual({ n: '2' });
+  });
+});
+
+describe('the install cap', () => {
+  test('installs take slots of their own cap: they neither wait for nor block other operations', async () => {
+    const installs = [await makeNode('manageable'), await makeNode('manageable')];
+    const others = [await makeNode(), await makeNode()];
+    await submit('deploy', installs);
+    await submit('maintenance', others);
+    await db.knex('operations').whereNotIn('hostname', [...installs, ...others]).update({ holds_slot: false, wants_slot_since: null });
+    const [firstInstall, secondInstall] = [(await claimNextOperation(db.knex, installs[0]!))!, (await claimNextOperation(db.knex, installs[1]!))!];
+    const [firstOther, secondOther] = [(await claimNextOperation(db.knex, others[0]!))!, (await claimNextOperation(db.knex, others[1]!))!];
+
+    expect((await requestSlot(db.knex, firstInstall.id, CAPS)).granted).toBe(true);
+    // The install cap is 1: the second install waits, visibly, while the other pool is untouched.
+    expect((await requestSlot(db.knex, secondInstall.id, CAPS)).granted).toBe(false);
+    expect((await requestSlot(db.knex, firstOther.id, CAPS)).granted).toBe(true);
+    expect((await requestSlot(db.knex, secondOther.id, CAPS)).granted).toBe(true);
+    // Releasing an install hands its slot to the waiting install, not to anyone else.
+    expect(await releaseSlot(db.knex, firstInstall.id, CAPS)).toEqual([installs[1]]);
   });
 });
 

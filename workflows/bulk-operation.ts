@@ -13,7 +13,9 @@ export async function bulkOperation(input: BulkOperationInput): Promise<void> {
   let phase = input.phase ?? 'notify';
 
   if (phase === 'notify') {
-    await fanOut.notifyNodesOfTask({ taskId, signal: 'operationsQueued' });
+    // A discovery has no node yet to wake: each address gets a workflow of its own.
+    if (kind === 'discover') await fanOut.startDiscoveries({ taskId });
+    else await fanOut.notifyNodesOfTask({ taskId, signal: 'operationsQueued' });
     phase = 'steps';
   }
   if (phase === 'steps' && kind === 'commission') {

@@ -4,7 +4,7 @@
  */
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { NodeState, OperationKind, ProvisionVerb } from '../src/domain/states';
+import type { NodeState, OperationKind, WorkflowProvisionVerb } from '../src/domain/states';
 import type { PowerTarget } from '../src/drivers/types';
 
 /** One workflow per node, keyed by the business key so that a second start finds the first. */
@@ -17,6 +17,18 @@ export interface InitSettings {
   initWindowMs: number;
   /** How long an operation's step may wait for an unreachable node; absent in workflows started before it. */
   operationTimeoutMs?: number;
+  /** The install phases' deadlines; absent in workflows started before OS install existed. */
+  deploy?: DeploySettings;
+}
+
+/** Per-phase deadlines of an install and the power cycles it may use (DEPLOY_* settings). */
+export interface DeploySettings {
+  leaseTimeoutMs: number;
+  installerTimeoutMs: number;
+  imageTimeoutMs: number;
+  bootTimeoutMs: number;
+  /** Power cycles an install may use in all, the first included. */
+  powerCycles: number;
 }
 
 export type InitTrigger = 'accept' | 'reinitialize';
@@ -31,7 +43,7 @@ export interface CarriedState {
   pendingProvision?: ProvisionVerbName | null;
 }
 
-export type ProvisionVerbName = ProvisionVerb;
+export type ProvisionVerbName = WorkflowProvisionVerb;
 
 export interface NodeLifecycleInput {
   hostname: string;
@@ -72,8 +84,11 @@ interface Expiring {
   expiresAt?: number;
 }
 
-/** The fingerprint the operator verified; the transition is refused if the stored key differs by then. */
-export const acceptUpdate = defineUpdate<CommandResult, [{ taskId: string; fingerprint: string } & Expiring]>('accept');
+/**
+ * The fingerprint the operator verified (or an SSH join reported); the transition is refused if the stored
+ * key differs by then. `cause` says who vouched, on the node's event (absent: the operator).
+ */
+export const acceptUpdate = defineUpdate<CommandResult, [{ taskId: string; fingerprint: string; cause?: string } & Expiring]>('accept');
 export const reinitializeUpdate = defineUpdate<CommandResult, [{ taskId: string } & Expiring]>('reinitialize');
 /** For `temporal workflow signal --name reinitialize`: no answer, so it is ignored outside `failed`. */
 export const reinitializeSignal = defineSignal<[]>('reinitialize');
@@ -96,6 +111,10 @@ export interface GroupDecision {
 export const groupDecisionSignal = defineSignal<[GroupDecision]>('groupDecision');
 /** The power sync read a state on the BMC other than the enforced one; the node checks again and corrects it in turn. */
 export const powerDriftSignal = defineSignal<[]>('powerDrift');
+/** Something was recorded for the node's running install (a callback, a lease, a script fetch, a rejoin): look. */
+export const installEventSignal = defineSignal<[]>('installEvent');
+/** PUT .../states/provision {"target":"abort"}: stop the running install cleanly. */
+export const abortInstallUpdate = defineUpdate<CommandResult, [Expiring]>('abortInstall');
 
 /** The signals other workflows send to nodes through activities, by name (names cross activity payloads). */
 export const NODE_SIGNALS = {
@@ -103,17 +122,41 @@ export const NODE_SIGNALS = {
   slotGranted: slotGrantedSignal,
   groupDecision: groupDecisionSignal,
   powerDrift: powerDriftSignal,
+  installEvent: installEventSignal,
 } as const;
 export type NodeSignalName = keyof typeof NODE_SIGNALS;
+
+/** One workflow per address of a discover request, keyed by its queued operation. */
+export function discoverWorkflowId(operationId: number): string {
+  return `discover:${operationId}`;
+}
+
+/**
+ * The workflow that holds a queue row's slot: a node's (woken by hostname) or a discovery's. Host names
+ * cannot hold a colon, so the two never collide.
+ */
+export function slotHolderWorkflowId(target: string): string {
+  return target.startsWith('discover:') ? target : nodeWorkflowId(target);
+}
 
 export function bulkWorkflowId(taskId: string): string {
   return `task:${taskId}`;
 }
 export interface BulkOperationInput {
   taskId: string;
-  kind: OperationKind;
+  kind: OperationKind | 'discover';
   /** Where a continued run picks up. */
   phase?: 'notify' | 'steps' | 'finish';
 }
 
 export const NODE_STATE_KEY = defineSearchAttributeKey('NodeState', SearchAttributeType.KEYWORD);
+
+/** The failure type a join step's failure crosses the activity boundary with; its details name the step. */
+export const JOIN_STEP_FAILED = 'JoinStepFailed';
+
+export interface DiscoverAddressInput {
+  taskId: string;
+  operationId: number;
+  /** How long the joined agent has to announce itself with the key its join reported. */
+  announceTimeoutMs: number;
+}

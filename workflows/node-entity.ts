@@ -61,6 +61,8 @@ export class NodeEntity {
   private readyPending = false;
   /** A command's transition is being persisted; a second command is refused meanwhile. */
   private busy = false;
+  /** Whether initialization closes the node's task: not after an install, whose task may span many nodes. */
+  private initEndsTask = true;
 
   constructor(
     readonly hostname: string,
@@ -208,7 +210,8 @@ export class NodeEntity {
   }
 
   onReady(): void {
-    if (this._state === 'initializing') this.readyPending = true;
+    // An installed OS's agent sends it while the install is still finishing (deploying).
+    if (this._state === 'initializing' || this._state === 'deploying') this.readyPending = true;
   }
 
   noteOperationsQueued(): void {
@@ -342,13 +345,27 @@ export class NodeEntity {
     await this.finish(error);
   }
 
+  /** Skyring's initialization of a node whose installed OS rejoined: as after an accept, within the request's task. */
+  async initializeAfterInstall(taskId: string): Promise<void> {
+    // Its transitions name the install's task, not the task the node ran before it.
+    this._taskId = taskId;
+    this.pendingInit = 'accept';
+    this.initEndsTask = false;
+    try {
+      await this.initialize();
+    } finally {
+      this.initEndsTask = true;
+    }
+  }
+
   private async finish(error?: string): Promise<void> {
     const taskId = this._taskId ?? undefined;
+    const ends = (status: 'succeeded' | 'failed') => (this.initEndsTask ? { endsTask: { status, ...(error ? { error } : {}) } } : {});
     if (error === undefined) {
-      await this.transition({ event: 'initialized', cause: `initialized after ${this.attempts} attempt(s)`, taskId, endsTask: { status: 'succeeded' }, lastError: null });
+      await this.transition({ event: 'initialized', cause: `initialized after ${this.attempts} attempt(s)`, taskId, ...ends('succeeded'), lastError: null });
     } else {
       const cause = `initialization window closed and the retry failed: ${error}`;
-      await this.transition({ event: 'initialization_failed', cause, taskId, endsTask: { status: 'failed', error }, lastError: error });
+      await this.transition({ event: 'initialization_failed', cause, taskId, ...ends('failed'), lastError: error });
     }
     this.phase = 'idle';
     this.windowEndsAt = null;

@@ -1,6 +1,8 @@
 import { allHandlersFinished, condition, continueAsNew, log, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
 import {
+  abortInstallUpdate,
   acceptUpdate,
+  installEventSignal,
   groupDecisionSignal,
   operationsQueuedSignal,
   powerDriftSignal,
@@ -14,6 +16,7 @@ import {
   type NodeLifecycleInput,
 } from './definitions';
 import { NodeEntity } from './node-entity';
+import { DEFAULT_DEPLOY_SETTINGS } from './node-install';
 import { OperationRunner } from './node-operations';
 import { PowerRunner } from './node-power';
 import { ProvisionRunner } from './node-provisioning';
@@ -23,12 +26,13 @@ export async function nodeLifecycle(input: NodeLifecycleInput): Promise<void> {
   const node = new NodeEntity(input.hostname, input.settings, input.carried);
   const provisioning = new ProvisionRunner(node);
   const power = new PowerRunner(node);
-  const operations = new OperationRunner(node, input.settings.operationTimeoutMs ?? 15 * 60_000);
+  const operations = new OperationRunner(node, input.settings.operationTimeoutMs ?? 15 * 60_000, input.settings.deploy ?? DEFAULT_DEPLOY_SETTINGS);
 
   setHandler(statusQuery, () => node.status());
   setHandler(
     acceptUpdate,
-    ({ taskId, fingerprint, expiresAt }) => node.command('accept', taskId, 'accepted by operator', { requireFingerprint: fingerprint, expiresAt }),
+    ({ taskId, fingerprint, cause, expiresAt }) =>
+      node.command('accept', taskId, cause ?? 'accepted by operator', { requireFingerprint: fingerprint, expiresAt }),
     { validator: ({ expiresAt }) => node.validate('accept', expiresAt) },
   );
   setHandler(reinitializeUpdate, ({ taskId, expiresAt }) => node.command('reinitialize', taskId, 'reinitialize requested through the API', { expiresAt }), {
@@ -53,6 +57,8 @@ export async function nodeLifecycle(input: NodeLifecycleInput): Promise<void> {
   setHandler(slotGrantedSignal, () => operations.onSlotGranted());
   setHandler(groupDecisionSignal, ({ taskId, decision }) => operations.onDecision(taskId, decision));
   setHandler(powerDriftSignal, () => node.notePowerDrift());
+  setHandler(installEventSignal, () => operations.installs.onInstallEvent());
+  setHandler(abortInstallUpdate, () => operations.installs.requestAbort(), { validator: ({ expiresAt }) => node.validate('abort', expiresAt) });
 
   // One piece of work at a time: a power change or correction never overlaps an operation on the node.
   for (;;) {

@@ -2,8 +2,11 @@ import { condition, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { OperationRef } from '../activities/operations';
 import type { HookResult } from '../src/agent/hooks';
+import { INSTALL_KINDS, type HookKind } from '../src/domain/states';
 import { db as queue, failureMessage, operationStepOptions } from './activity-options';
+import type { DeploySettings } from './definitions';
 import type { NodeEntity } from './node-entity';
+import { InstallRunner } from './node-install';
 
 const MAX_RECHECK_MS = 5 * 60_000;
 
@@ -20,11 +23,18 @@ function hookError(result: HookResult): string | null {
 export class OperationRunner {
   private slotHint = false;
   private readonly decisions = new Map<string, 'commit' | 'rollback'>();
+  readonly installs: InstallRunner;
 
   constructor(
     private readonly node: NodeEntity,
     private readonly operationTimeoutMs: number,
-  ) {}
+    deploySettings: DeploySettings,
+  ) {
+    this.installs = new InstallRunner(node, deploySettings, {
+      acquire: (op, interrupted) => this.acquireSlot(op, interrupted),
+      release: (op) => this.releaseSlot(op),
+    });
+  }
 
   onSlotGranted(): void {
     this.slotHint = true;
@@ -55,6 +65,7 @@ export class OperationRunner {
   }
 
   private async run(op: OperationRef): Promise<void> {
+    if (INSTALL_KINDS.includes(op.kind)) return this.installs.run(op);
     const cause = `${op.kind} (task ${op.taskId})`;
     // A resumed run finds the node already in the operation's transient state.
     if (!this.node.isInTransientOf(op.kind)) {
@@ -72,29 +83,47 @@ export class OperationRunner {
         return this.decommission(op, cause);
       case 'maintenance':
         return this.maintenance(op, cause);
+      default:
+        throw new Error(`no steps for operation kind ${op.kind}`);
     }
   }
 
-  /** Runs work on the node while holding a slot; the slot is given back whatever happens. */
-  private async withSlot<T>(op: OperationRef, work: () => Promise<T>): Promise<T> {
+  /**
+   * Waits for a slot of the operation's pool; false when `interrupted` said stop first (the request for
+   * a slot is then withdrawn, so the slot is never handed to a row that gave up).
+   */
+  private async acquireSlot(op: OperationRef, interrupted: () => boolean = () => false): Promise<boolean> {
     this.node.setPhase('waiting_for_slot');
     let recheck = 5_000;
     for (;;) {
       this.slotHint = false;
-      if (await queue.requestSlot({ operationId: op.id })) break;
+      if (await queue.requestSlot({ operationId: op.id })) return true;
       // Normally a release hands us the slot and signals; the timer only covers a lost signal.
-      await condition(() => this.slotHint, recheck);
+      await condition(() => this.slotHint || interrupted(), recheck);
+      if (interrupted()) {
+        await this.releaseSlot(op);
+        return false;
+      }
       recheck = Math.min(recheck * 2, MAX_RECHECK_MS);
     }
+  }
+
+  private async releaseSlot(op: OperationRef): Promise<void> {
+    await queue.releaseSlot({ operationId: op.id });
+  }
+
+  /** Runs work on the node while holding a slot; the slot is given back whatever happens. */
+  private async withSlot<T>(op: OperationRef, work: () => Promise<T>): Promise<T> {
+    await this.acquireSlot(op);
     try {
       return await work();
     } finally {
-      await queue.releaseSlot({ operationId: op.id });
+      await this.releaseSlot(op);
     }
   }
 
   /** A hook run whose failure is data: the error text, or null when it succeeded. */
-  private async hook(op: OperationRef, hook: OperationRef['kind']): Promise<{ error: string | null; result: HookResult | null }> {
+  private async hook(op: OperationRef, hook: HookKind): Promise<{ error: string | null; result: HookResult | null }> {
     this.node.setPhase(`${hook}_hook`);
     try {
       const result = await this.onNode.runHook({ hostname: this.node.hostname, operationId: op.id, hook });

@@ -5,7 +5,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Identity } from '../identity/identity';
 import { peerFingerprint } from '../identity/pinned-tls';
 import { AGENT_PATHS } from '../protocol';
-import { OPERATION_KINDS } from '../domain/states';
+import { HOOK_KINDS } from '../domain/states';
 import { gatherFacts } from './facts';
 import type { HookRunner } from './hooks';
 import type { HostOperations } from './operations';
@@ -22,7 +22,7 @@ export interface OperationsContext {
   hooks: HookRunner;
 }
 
-const HOOK_ROUTE = new RegExp(`^${AGENT_PATHS.hooks}/(${OPERATION_KINDS.join('|')})$`);
+const HOOK_ROUTE = new RegExp(`^${AGENT_PATHS.hooks}/(${HOOK_KINDS.join('|')})$`);
 
 class HttpError extends Error {
   constructor(

@@ -4,6 +4,8 @@ import type { NodeRecord } from '../db/nodes-repo';
 import type { OperationRecord } from '../db/operations-repo';
 import type { TaskRecord } from '../db/tasks-repo';
 import { allowedVerbs, TARGET_OF } from '../domain/states';
+import type { BootEntry } from '../provisioning/boot-entries-repo';
+import type { InstallRecord } from '../provisioning/installs-repo';
 
 /** JSON shapes of the API: snake_case, ISO timestamps, no key material beyond the fingerprint. */
 export function presentNode(node: NodeRecord) {
@@ -54,6 +56,8 @@ export function presentOperation(op: OperationRecord) {
     id: op.id,
     task_id: op.taskId,
     hostname: op.hostname,
+    // A discovery's address, and the step it is at or failed in.
+    ...(op.address ? { address: op.address, step: op.step ?? null } : {}),
     kind: op.kind,
     status: op.status,
     error: op.error,
@@ -91,4 +95,25 @@ export function presentEvent(event: NodeEventRecord) {
     task_id: event.taskId,
     at: event.at.toISOString(),
   };
+}
+
+/** A node's latest install: its phase while it runs, each phase with its time, its place in the queue. */
+export function presentInstall(install: InstallRecord & { queuePosition: number | null }) {
+  return {
+    task_id: install.taskId,
+    image: install.image,
+    status: install.status,
+    phase: install.phase,
+    phases: install.phases,
+    error: install.error,
+    queue_position: install.queuePosition,
+    power_cycles: install.powerCycles,
+    started_at: install.createdAt.toISOString(),
+    finished_at: install.finishedAt?.toISOString() ?? null,
+  };
+}
+
+/** What the node's MAC is served on the provisioning network. */
+export function presentBootEntry(entry: BootEntry) {
+  return { mac: entry.mac, address: entry.address, boot_env: entry.bootEnv, generation: entry.generation, dhcp_enabled: entry.enabled };
 }

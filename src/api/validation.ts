@@ -6,9 +6,13 @@ import { FINGERPRINT_PATTERN } from '../identity/fingerprint';
 export const hostnameSchema = z
   .string()
   .max(253)
-  .regex(/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/, 'must be a valid host name (RFC 1123)');
+  .regex(/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/, 'must be a valid host name (RFC 1123)')
+  .meta({ id: 'Hostname', description: 'An RFC 1123 host name: the node\'s name and its workflow id.', example: 'node1.example' });
 
-export const fingerprintSchema = z.string().regex(FINGERPRINT_PATTERN, 'must look like SHA256:<43 base64 characters>');
+export const fingerprintSchema = z
+  .string()
+  .regex(FINGERPRINT_PATTERN, 'must look like SHA256:<43 base64 characters>')
+  .meta({ id: 'Fingerprint', description: "The SHA-256 fingerprint of an agent's public key, as `nodeagent fingerprint` prints it." });
 
 /** Parses input with a schema; every problem is reported with the field it concerns. */
 export function parse<S extends z.ZodType>(schema: S, input: unknown, where = 'body'): z.infer<S> {
@@ -44,8 +48,8 @@ export const listParam = z
 
 /** Query schemas are strict: an unknown parameter (a typo, `nodes[]`) would otherwise drop a filter unsaid. */
 export const paginationSchema = z.strictObject({
-  limit: oneValue(z.coerce.number().int().min(1).max(1000)).default(100),
-  offset: oneValue(z.coerce.number().int().min(0)).default(0),
+  limit: oneValue(z.coerce.number().int().min(1).max(1000)).default(100).meta({ description: 'At most this many entries (default 100).' }),
+  offset: oneValue(z.coerce.number().int().min(0)).default(0).meta({ description: 'Entries to skip (default 0).' }),
 });
 
 /** For endpoints that take no query: a parameter given anyway is refused rather than ignored. */

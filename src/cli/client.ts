@@ -61,3 +61,13 @@ export class ApiClient {
     return parsed as T;
   }
 }
+
+/** --extra-vars: a JSON object or nothing; bad JSON is a usage error (exit 2). */
+export function parseExtraVars(text: string | undefined): unknown {
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new CliError(`--extra-vars is not JSON: ${text}`, 2);
+  }
+}

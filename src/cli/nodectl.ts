@@ -1,7 +1,10 @@
 import { parseArgs } from 'node:util';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { ApiClient, CliError, resolveConnection } from './client';
-import { progressLine, table, type Progress } from './render';
+import { ApiClient, CliError, parseExtraVars, resolveConnection } from './client';
+import { abortDeploy, DEPLOY_USAGE, deployNodes, rebuildNode } from './deploy-commands';
+import { imagesCommand, IMAGES_USAGE } from './image-commands';
+import { table } from './render';
+import { progressBar, waitForTask } from './task-watch';
+import { discoverNodes, DISCOVER_USAGE, sshCommand, SSH_USAGE } from './discover-commands';
 
 const USAGE = `nodectl: drive the node lifecycle service
 
@@ -15,6 +18,10 @@ const USAGE = `nodectl: drive the node lifecycle service
   nodectl nodes manage|adopt NAME [--wait]                     Ironic's provision verbs
   nodectl nodes power NAME on|off|reboot [--wait]              read with: nodectl nodes power NAME
   nodectl nodes delete NAME                                    only in enroll, manageable or adopt failed
+${DEPLOY_USAGE}
+${DISCOVER_USAGE}
+${IMAGES_USAGE}
+${SSH_USAGE}
   nodectl tasks get ID
 
 flags: --server URL (NODECTL_SERVER)  --token TOKEN (NODECTL_TOKEN)  --data-dir DIR (DATA_DIR)  --json
@@ -47,6 +54,15 @@ async function main(argv: string[], out: Out): Promise<number> {
       'driver-info': { type: 'string', multiple: true },
       'instance-info': { type: 'string', multiple: true },
       port: { type: 'string', multiple: true },
+      image: { type: 'string' },
+      kernel: { type: 'string' },
+      initrd: { type: 'string' },
+      disk: { type: 'string' },
+      sha256: { type: 'string' },
+      user: { type: 'string' },
+      'host-key': { type: 'string', multiple: true },
+      hostname: { type: 'string', multiple: true },
+      tofu: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -59,6 +75,16 @@ async function main(argv: string[], out: Out): Promise<number> {
   const options: Options = { json: values.json, wait: values.wait, fingerprint: values.fingerprint, extraVars: values['extra-vars'] };
 
   if (noun === 'tasks' && verb === 'get' && names.length === 1) return showTask(api, names[0]!, options, out);
+  if (noun === 'images') return imagesCommand(api, verb, names, { json: values.json, kernel: values.kernel, initrd: values.initrd, disk: values.disk, sha256: values.sha256 }, out);
+  if (noun === 'ssh') return sshCommand(api, verb, names, { json: values.json }, out);
+  if (noun === 'nodes' && verb === 'discover') {
+    return discoverNodes(
+      api,
+      names,
+      { json: values.json, wait: values.wait, user: values.user, hostKeys: values['host-key'] ?? [], hostnames: values.hostname ?? [], tofu: values.tofu, extraVars: values['extra-vars'] },
+      out,
+    );
+  }
   if (noun !== 'nodes') throw new CliError(`unknown command: ${positionals.join(' ')}\n\n${USAGE}`, 2);
   switch (verb) {
     case 'get':
@@ -88,6 +114,12 @@ async function main(argv: string[], out: Out): Promise<number> {
       return 0;
     case 'power':
       return power(api, names, options, out);
+    case 'deploy':
+      return deployNodes(api, names, { ...options, image: values.image }, out);
+    case 'rebuild':
+      return rebuildNode(api, names, { ...options, image: values.image }, out);
+    case 'abort':
+      return abortDeploy(api, names, options, out);
     case 'commission':
     case 'decommission':
     case 'maintenance':
@@ -144,14 +176,7 @@ async function followNodeTask(api: ApiClient, taskId: string, what: string, opti
 }
 
 async function bulk(api: ApiClient, kind: string, names: string[], options: Options, out: Out): Promise<number> {
-  let extraVars: unknown;
-  if (options.extraVars !== undefined) {
-    try {
-      extraVars = JSON.parse(options.extraVars);
-    } catch {
-      throw new CliError(`--extra-vars is not JSON: ${options.extraVars}`, 2);
-    }
-  }
+  const extraVars = parseExtraVars(options.extraVars);
   const started = await api.request('POST', `/api/v1/${kind}/nodes`, { nodes: names, ...(extraVars === undefined ? {} : { extra_vars: extraVars }) });
   if (!options.wait) {
     out(options.json ? JSON.stringify(started) : `${kind} of ${names.length} node(s): task ${started.task_id}`);
@@ -237,33 +262,6 @@ async function power(api: ApiClient, args: string[], options: Options, out: Out)
   }
   const started = await api.request('PUT', path, { target: targets[target] });
   return followNodeTask(api, started.task_id, `${name}: ${targets[target]}`, options, out);
-}
-
-async function waitForTask(api: ApiClient, taskId: string, onProgress: (p: Progress) => void): Promise<any> {
-  for (;;) {
-    const task = await api.request('GET', `/api/v1/tasks/${taskId}`);
-    if (task.progress) onProgress(task.progress);
-    if (task.status === 'succeeded' || task.status === 'failed') return task;
-    await sleep(300);
-  }
-}
-
-/** A bar redrawn in place on a terminal; on a pipe, a line whenever progress changes. */
-function progressBar(silent: boolean) {
-  const tty = process.stderr.isTTY;
-  let last = '';
-  return {
-    update(p: Progress) {
-      if (silent) return;
-      const line = progressLine(p);
-      if (line === last) return;
-      last = line;
-      process.stderr.write(tty ? `\r${line}` : `${line}\n`);
-    },
-    finish() {
-      if (!silent && tty && last) process.stderr.write('\n');
-    },
-  };
 }
 
 async function showTask(api: ApiClient, id: string, options: Options, out: Out): Promise<number> {

@@ -64,7 +64,7 @@ export async function updateNodeInfo(
   knex: Knex,
   box: SecretBox,
   name: string,
-  change: { driverInfo?: Record<string, unknown>; secrets?: Record<string, string | null>; instanceInfo?: Record<string, unknown> },
+  change: { driverInfo?: Record<string, unknown>; secrets?: Record<string, string | null>; instanceInfo?: Record<string, unknown>; ports?: string[] },
 ): Promise<NodeRecord> {
   const secrets = Object.fromEntries(
     Object.entries(change.secrets ?? {}).map(([field, value]) => [field, value === null ? null : box.seal(value, { node: name, field })]),
@@ -87,6 +87,15 @@ export async function updateNodeInfo(
         instance_info: merge(row.instance_info, change.instanceInfo),
         updated_at: new Date(),
       });
+    if (change.ports) {
+      // The ports are replaced as a whole; the provisioner then moves the node's DHCP entry to its new MAC.
+      const taken = await trx('node_ports').select('address', 'hostname').whereIn('address', change.ports).whereNot({ hostname: name });
+      if (taken.length > 0) {
+        throw new Conflict(`MAC address in use: ${taken.map((t) => `${t.address} (by ${t.hostname})`).join(', ')}`, { field: 'ports', addresses: taken.map((t) => t.address) });
+      }
+      await trx('node_ports').where({ hostname: name }).delete();
+      if (change.ports.length > 0) await trx('node_ports').insert(change.ports.map((address) => ({ address, hostname: name })));
+    }
   });
   return (await getNode(knex, name))!;
 }

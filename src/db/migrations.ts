@@ -171,6 +171,132 @@ const MIGRATIONS: Migration[] = [
         where state = 'unmanaged' and fingerprint is not null and public_key is not null and address is not null`);
     },
   },
+  {
+    name: '005_os_install',
+    async up(knex) {
+      // OS images an install can write: kernel and initramfs (the installer) and the disk image with its checksum.
+      await knex.schema.createTable('images', (t) => {
+        t.text('name').primary();
+        t.text('kernel').notNullable();
+        t.text('initrd').notNullable();
+        t.text('disk').notNullable();
+        t.text('sha256').notNullable();
+        t.bigInteger('size');
+        t.timestamp('created_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+      });
+      // What a node's MAC is served on the provisioning network (OpenCrowbar's DHCP and DNS database
+      // roles): a fixed address, a DNS name, and the boot environment, versioned by generation.
+      await knex.schema.createTable('boot_entries', (t) => {
+        t.text('hostname').primary().references('nodes.hostname').onDelete('CASCADE');
+        t.text('mac').notNullable().unique();
+        t.text('address').notNullable().unique();
+        // 'local' or 'install:<image>'.
+        t.text('boot_env').notNullable().defaultTo('local');
+        t.integer('generation').notNullable().defaultTo(1);
+        // false: the DHCP entry is written as ignore (abort, or a node that must not boot from us).
+        t.boolean('enabled').notNullable().defaultTo(true);
+        t.timestamp('updated_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+      });
+      // An address whose MAC went away (a changed port, a deleted node): dnsmasq keeps serving a changed
+      // file's old line until it restarts, so the address is never handed to another MAC by this service.
+      await knex.schema.createTable('retired_boot_addresses', (t) => {
+        t.text('address').primary();
+        t.text('mac').notNullable();
+        t.timestamp('retired_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+      });
+      // Whatever removes an entry or moves it to another address (a deleted node, a changed MAC, a node
+      // without ports) retires the address it had, here, in the same transaction.
+      await knex.raw(`
+        create function retire_boot_address() returns trigger language plpgsql as $$
+        begin
+          insert into retired_boot_addresses (address, mac) values (old.address, old.mac) on conflict (address) do nothing;
+          return null;
+        end $$`);
+      await knex.raw('create trigger boot_entries_retire_on_delete after delete on boot_entries for each row execute function retire_boot_address()');
+      await knex.raw(
+        'create trigger boot_entries_retire_on_move after update of address on boot_entries for each row when (old.address is distinct from new.address) execute function retire_boot_address()',
+      );
+      // One row per node of a deploy request (its queued operation); the task may span many nodes.
+      await knex.schema.createTable('installs', (t) => {
+        t.bigIncrements('id');
+        t.bigInteger('operation_id').notNullable().unique().references('operations.id');
+        t.uuid('task_id').notNullable();
+        t.text('hostname').notNullable();
+        t.text('image').notNullable();
+        t.integer('generation');
+        // sha256 of the one-time token bound to this install's generation; the token itself is never stored.
+        t.text('token_hash');
+        t.text('status').notNullable();
+        t.text('phase');
+        t.jsonb('phases').notNullable().defaultTo('[]');
+        t.text('error');
+        t.text('agent_fingerprint');
+        t.integer('power_cycles').notNullable().defaultTo(0);
+        t.timestamp('created_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+        t.timestamp('finished_at', { useTz: true });
+        t.index(['hostname', 'created_at']);
+      });
+      // What the machine did, recorded before it is acknowledged: callbacks, lease events, script fetches.
+      await knex.schema.createTable('install_events', (t) => {
+        t.bigIncrements('id');
+        t.bigInteger('install_id').notNullable().references('installs.id').onDelete('CASCADE');
+        t.text('kind').notNullable();
+        t.jsonb('detail').notNullable().defaultTo('{}');
+        t.timestamp('at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+        t.index(['install_id', 'id']);
+      });
+      await knex.raw("create index installs_token on installs (token_hash) where token_hash is not null");
+    },
+  },
+  {
+    name: '006_discovery_over_ssh',
+    async up(knex) {
+      // A discovery's row in the operation queue has no node yet: the join names it.
+      await knex.raw('alter table operations alter column hostname drop not null');
+      // One row per address of a discover request, beside its queued operation (which holds the slot).
+      await knex.schema.createTable('discoveries', (t) => {
+        t.bigInteger('operation_id').primary().references('operations.id');
+        t.uuid('task_id').notNullable();
+        // host:port, canonical (see src/ssh/address.ts)
+        t.text('address').notNullable();
+        t.text('ssh_user').notNullable();
+        t.text('host_key_policy').notNullable();
+        t.text('pinned_fingerprint');
+        t.text('pinned_type');
+        // The host name the operator gave for the node, if any.
+        t.text('hostname_hint');
+        // The step the discovery is at, or failed in: connect, host_key, auth, sudo, join, announce, initialize.
+        t.text('step');
+        t.text('host_key_fingerprint');
+        // What the join reported over the verified channel: the agent that vouches for the node.
+        t.text('hostname');
+        t.text('agent_fingerprint');
+        t.text('outcome');
+        t.index(['address']);
+        t.index(['hostname']);
+      });
+      // tofu: the host key seen at an address's first contact; later contacts must show the same.
+      await knex.schema.createTable('ssh_known_hosts', (t) => {
+        t.text('address').primary();
+        t.text('key_type').notNullable();
+        t.text('fingerprint').notNullable();
+        t.timestamp('first_seen_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+        t.timestamp('last_seen_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+      });
+    },
+  },
+  {
+    name: '007_scrape_and_feed_indexes',
+    async up(knex) {
+      // /metrics reads the tasks and installs finished since its last scrape: without these, every scrape
+      // would scan the whole history.
+      await knex.raw('create index tasks_finished_at on tasks (finished_at) where finished_at is not null');
+      await knex.raw('create index installs_finished_at on installs (finished_at) where finished_at is not null');
+      // The dashboard's change feed reads the nodes and tasks changed in the last seconds, once a second.
+      await knex.raw('create index nodes_updated_at on nodes (updated_at)');
+      await knex.raw('create index tasks_updated_at on tasks (updated_at)');
+    },
+  },
 ];
 
 /** The one way the schema is brought up to date: start-up and tests alike call this. */

@@ -1,6 +1,9 @@
 import type { Knex } from 'knex';
 import { BulkRefused, type BulkOffender } from '../domain/errors';
-import { allowedVerbs, nextState, operationTarget, type NodeState, type OperationKind } from '../domain/states';
+import { holdImage } from '../images/images-repo';
+import { createInstalls } from '../provisioning/installs-repo';
+import { discoverWorkflowId } from '../../workflows/definitions';
+import { allowedVerbs, INSTALL_KINDS, nextState, operationTarget, slotPoolOf, type NodeState, type OperationKind, type SlotPool } from '../domain/states';
 
 /**
  * The operation queue (OpenCrowbar's "one task per node, at most N in flight", kept in PostgreSQL).
@@ -12,11 +15,15 @@ const SCHEDULER_LOCK = 7_270_001;
 const OPEN_STATUSES = ['queued', 'running', 'waiting'] as const;
 export type OperationStatus = 'queued' | 'running' | 'waiting' | 'succeeded' | 'failed';
 
+/** What the queue runs: a node's operation, or a discovery (an address, no node yet) taking a general slot. */
+export type QueueKind = OperationKind | 'discover';
+
 export interface OperationRecord {
   id: number;
   taskId: string;
-  hostname: string;
-  kind: OperationKind;
+  /** null for a discovery: its node is named by the join (see `address`). */
+  hostname: string | null;
+  kind: QueueKind;
   status: OperationStatus;
   extraVars: Record<string, unknown>;
   error: string | null;
@@ -24,10 +31,14 @@ export interface OperationRecord {
   createdAt: Date;
   startedAt: Date | null;
   finishedAt: Date | null;
+  /** A discovery's address and the step it is at (or failed in). */
+  address?: string;
+  step?: string | null;
 }
 
 function toOperation(row: any): OperationRecord {
   return {
+    ...(row.address ? { address: row.address, step: row.step } : {}),
     id: Number(row.id),
     taskId: row.task_id,
     hostname: row.hostname,
@@ -51,6 +62,8 @@ export interface BulkRequest {
   kind: OperationKind;
   hostnames: string[];
   extraVars: Record<string, unknown>;
+  /** The image an install writes (deploy, rebuild). */
+  image?: string;
 }
 
 /**
@@ -61,8 +74,12 @@ export interface BulkRequest {
 export async function submitBulk(knex: Knex, request: BulkRequest): Promise<void> {
   await knex.transaction(async (trx) => {
     await lockScheduler(trx);
-    const nodes = await trx('nodes').select('hostname', 'state').whereRaw('hostname = any(?)', [request.hostnames]);
-    const stateOf = new Map<string, NodeState>(nodes.map((n) => [n.hostname, n.state]));
+    const nodes: { hostname: string; state: NodeState; driver: string | null; has_port: boolean }[] = await trx('nodes')
+      .select('hostname', 'state', 'driver', trx.raw('exists (select 1 from node_ports p where p.hostname = nodes.hostname) as has_port'))
+      .whereRaw('hostname = any(?)', [request.hostnames]);
+    const nodeOf = new Map(nodes.map((n) => [n.hostname, n]));
+    const install = INSTALL_KINDS.includes(request.kind);
+    if (install && !request.image) throw new Error(`a ${request.kind} request names its image`);
     const queued = await trx('operations')
       .distinctOn('hostname')
       .select('hostname', 'kind')
@@ -73,9 +90,19 @@ export async function submitBulk(knex: Knex, request: BulkRequest): Promise<void
 
     const offenders: BulkOffender[] = [];
     for (const hostname of request.hostnames) {
-      const state = stateOf.get(hostname);
-      if (!state) {
+      const node = nodeOf.get(hostname);
+      if (!node) {
         offenders.push({ node: hostname, problem: 'unknown node' });
+        continue;
+      }
+      const state = node.state;
+      // An install power-cycles through the BMC and boots the node's MAC from the network: no state mends their lack.
+      if (install && node.driver !== 'ipmi') {
+        offenders.push({ node: hostname, problem: `has no BMC (driver ${node.driver ?? 'none'}; an install needs ipmi)` });
+        continue;
+      }
+      if (install && !node.has_port) {
+        offenders.push({ node: hostname, problem: 'has no port MAC to boot from' });
         continue;
       }
       const pending = lastQueued.get(hostname);
@@ -96,19 +123,26 @@ export async function submitBulk(knex: Knex, request: BulkRequest): Promise<void
       kind: request.kind,
       hostname: null,
       status: 'queued',
-      details: JSON.stringify({ nodes: request.hostnames.length, extra_vars: request.extraVars }),
+      details: JSON.stringify({ nodes: request.hostnames.length, extra_vars: request.extraVars, ...(request.image ? { image: request.image } : {}) }),
     });
     const extraVars = JSON.stringify(request.extraVars);
+    // The image cannot be deleted under installs that are being queued (a delete waits, then sees them).
+    if (install) await holdImage(trx, request.image!);
     for (let i = 0; i < request.hostnames.length; i += 1000) {
-      await trx('operations').insert(
-        request.hostnames.slice(i, i + 1000).map((hostname) => ({
-          task_id: request.taskId,
-          hostname,
-          kind: request.kind,
-          status: 'queued',
-          extra_vars: extraVars,
-        })),
-      );
+      const rows: { id: string | number; hostname: string }[] = await trx('operations')
+        .insert(
+          request.hostnames.slice(i, i + 1000).map((hostname) => ({
+            task_id: request.taskId,
+            hostname,
+            kind: request.kind,
+            status: 'queued',
+            extra_vars: extraVars,
+          })),
+        )
+        .returning(['id', 'hostname']);
+      if (install) {
+        await createInstalls(trx, rows.map((r) => ({ operationId: Number(r.id), taskId: request.taskId, hostname: r.hostname, image: request.image! })));
+      }
     }
   });
 }
@@ -118,6 +152,7 @@ export async function withdrawBulk(knex: Knex, taskId: string, reason: string): 
   await knex.transaction(async (trx) => {
     await lockScheduler(trx);
     await trx('operations').where({ task_id: taskId, status: 'queued' }).update({ status: 'failed', error: reason, finished_at: new Date() });
+    await trx('installs').where({ task_id: taskId, status: 'queued' }).update({ status: 'failed', error: reason, finished_at: new Date() });
     await trx('tasks').where({ id: taskId }).update({ status: 'failed', error: reason, finished_at: new Date(), updated_at: new Date() });
   });
 }
@@ -138,29 +173,39 @@ export async function claimNextOperation(knex: Knex, hostname: string): Promise<
   });
 }
 
-/** Hands free slots to the longest-waiting rows; returns who got one. Call under the scheduler lock. */
-async function grantFreeSlots(trx: Knex.Transaction, cap: number): Promise<{ id: number; hostname: string }[]> {
-  const holders = await trx('operations').where({ holds_slot: true }).count({ count: '*' }).first();
+/** The caps of the slot pools: installs have their own (MAX_CONCURRENT_DEPLOYS), all else shares one. */
+export type SlotCaps = Record<SlotPool, number>;
+
+/** Rows of one pool: installs, or everything else. */
+function inPool<Q extends Knex.QueryBuilder>(query: Q, pool: SlotPool): Q {
+  return (pool === 'install' ? query.whereIn('kind', INSTALL_KINDS) : query.whereNotIn('kind', INSTALL_KINDS)) as Q;
+}
+
+/** Hands a pool's free slots to its longest-waiting rows; returns who got one. Call under the scheduler lock. */
+async function grantFreeSlots(trx: Knex.Transaction, pool: SlotPool, cap: number): Promise<{ id: number; hostname: string }[]> {
+  const holders = await inPool(trx('operations').where({ holds_slot: true }), pool).count({ count: '*' }).first();
   const free = cap - Number(holders?.count ?? 0);
   if (free <= 0) return [];
-  const next = await trx('operations')
-    .select('id', 'hostname')
-    .whereNotNull('wants_slot_since')
-    .where({ holds_slot: false })
+  const next = await inPool(trx('operations').select('id', 'hostname').whereNotNull('wants_slot_since').where({ holds_slot: false }), pool)
     .orderBy([{ column: 'wants_slot_since' }, { column: 'id' }])
     .limit(free);
   if (next.length === 0) return [];
   await trx('operations')
     .whereIn('id', next.map((r) => r.id))
     .update({ holds_slot: true, wants_slot_since: null });
-  return next.map((r) => ({ id: Number(r.id), hostname: r.hostname }));
+  return next.map((r) => ({ id: Number(r.id), hostname: wakeTargetOf(r) }));
+}
+
+/** Who to wake for a granted slot: the node's hostname, or the discovery's own workflow (see slotHolderWorkflowId). */
+function wakeTargetOf(row: { id: string | number; hostname: string | null }): string {
+  return row.hostname ?? discoverWorkflowId(Number(row.id));
 }
 
 /**
  * Asks for a slot. Granted at once when one is free and nobody asked earlier; otherwise the row waits
  * its turn and is handed a slot by a release. `wake` lists other nodes granted a slot by this call.
  */
-export async function requestSlot(knex: Knex, operationId: number, cap: number): Promise<{ granted: boolean; wake: string[] }> {
+export async function requestSlot(knex: Knex, operationId: number, caps: SlotCaps): Promise<{ granted: boolean; wake: string[] }> {
   return knex.transaction(async (trx) => {
     await lockScheduler(trx);
     const op = await trx('operations').where({ id: operationId }).first();
@@ -171,7 +216,8 @@ export async function requestSlot(knex: Knex, operationId: number, cap: number):
         .where({ id: operationId })
         .update({ wants_slot_since: trx.raw('(extract(epoch from clock_timestamp()) * 1000000)::bigint') });
     }
-    const grants = await grantFreeSlots(trx, cap);
+    const pool = slotPoolOf(op.kind as QueueKind);
+    const grants = await grantFreeSlots(trx, pool, caps[pool]);
     return {
       granted: grants.some((g) => g.id === operationId),
       wake: grants.filter((g) => g.id !== operationId).map((g) => g.hostname),
@@ -183,14 +229,19 @@ export async function requestSlot(knex: Knex, operationId: number, cap: number):
  * Gives the slot back and hands free slots to the next rows in line; returns their nodes, to be woken.
  * A retried release returns the same nodes again, so a wake-up lost to a crash is sent on the retry.
  */
-export async function releaseSlot(knex: Knex, operationId: number, cap: number): Promise<string[]> {
+export async function releaseSlot(knex: Knex, operationId: number, caps: SlotCaps): Promise<string[]> {
   return knex.transaction(async (trx) => {
     await lockScheduler(trx);
     const op = await trx('operations').where({ id: operationId }).first();
     if (!op) throw new Error(`operation ${operationId} does not exist`);
-    if (!op.holds_slot) return op.handed_to ?? [];
+    if (!op.holds_slot) {
+      // A row that gave up waiting (an aborted install) withdraws its request, so no slot is handed to it.
+      if (op.wants_slot_since !== null) await trx('operations').where({ id: operationId }).update({ wants_slot_since: null });
+      return op.handed_to ?? [];
+    }
     await trx('operations').where({ id: operationId }).update({ holds_slot: false, wants_slot_since: null });
-    const handedTo = (await grantFreeSlots(trx, cap)).map((g) => g.hostname);
+    const pool = slotPoolOf(op.kind as QueueKind);
+    const handedTo = (await grantFreeSlots(trx, pool, caps[pool])).map((g) => g.hostname);
     await trx('operations').where({ id: operationId }).update({ handed_to: handedTo });
     return handedTo;
   });
@@ -252,7 +303,13 @@ export async function getDecision(knex: Knex, taskId: string): Promise<'commit' 
 }
 
 export async function operationsOfTask(knex: Knex, taskId: string, page: { limit: number; offset: number }): Promise<OperationRecord[]> {
-  const rows = await knex('operations').where({ task_id: taskId }).orderBy('id').limit(page.limit).offset(page.offset);
+  const rows = await knex('operations as o')
+    .leftJoin('discoveries as d', 'd.operation_id', 'o.id')
+    .select('o.*', 'd.address', 'd.step', knex.raw('coalesce(o.hostname, d.hostname) as hostname'))
+    .where('o.task_id', taskId)
+    .orderBy('o.id')
+    .limit(page.limit)
+    .offset(page.offset);
   return rows.map(toOperation);
 }
 

@@ -70,7 +70,7 @@ export async function applyTransition(knex: Knex, req: TransitionRequest): Promi
     if (req.taskId && req.endsTask) await finishTask(trx, req.taskId, req.endsTask);
     return { from, to };
   });
-  log.info(`node ${req.hostname}: ${outcome.from} -> ${outcome.to} (${req.event}: ${req.cause})`);
+  log.info(`node ${req.hostname}: ${outcome.from} -> ${outcome.to} (${req.event}: ${req.cause})`, { hostname: req.hostname, from: outcome.from, to: outcome.to, event: req.event });
   return outcome;
 }
 
@@ -107,7 +107,7 @@ export async function enterNode(
     .returning('*');
   if (!row) return undefined;
   await recordTransitionEvent(trx, { hostname: entry.hostname, from: null, to: entry.state, event: entry.event, cause: entry.cause });
-  log.info(`node ${entry.hostname}: enters ${entry.state} (${entry.event}: ${entry.cause})`);
+  log.info(`node ${entry.hostname}: enters ${entry.state} (${entry.event}: ${entry.cause})`, { hostname: entry.hostname, to: entry.state, event: entry.event });
   return row;
 }
 
@@ -123,5 +123,5 @@ export async function removeNode(trx: Knex.Transaction, hostname: string, cause:
   }
   await trx('nodes').where({ hostname }).delete();
   await recordTransitionEvent(trx, { hostname, from: node.state, to: null, event: 'delete', cause });
-  log.info(`node ${hostname}: removed from ${node.state} (${cause})`);
+  log.info(`node ${hostname}: removed from ${node.state} (${cause})`, { hostname, from: node.state });
 }

@@ -30,6 +30,12 @@ export class Unauthorized extends DomainError {
   override readonly code = 'unauthorized';
 }
 
+/** A cookie-authenticated request that changes state without proof that the dashboard's own page sent it. */
+export class CsrfRefused extends DomainError {
+  override readonly status = 403;
+  override readonly code = 'csrf_refused';
+}
+
 export class NotFound extends DomainError {
   override readonly status = 404;
   override readonly code = 'not_found';

@@ -19,6 +19,8 @@ export const NODE_STATES = [
   'manageable',
   'adopting',
   'adopt failed',
+  'deploying',
+  'deploy failed',
 ] as const;
 export type NodeState = (typeof NODE_STATES)[number];
 
@@ -36,6 +38,7 @@ export const TARGET_OF: Partial<Record<NodeState, NodeState>> = {
   entering_maintenance: 'maintenance',
   verifying: 'manageable',
   adopting: 'active',
+  deploying: 'active',
 };
 
 export type NodeEvent =
@@ -55,18 +58,34 @@ export type NodeEvent =
   | 'verification_failed'
   | 'adopt'
   | 'adopted'
-  | 'adoption_failed';
+  | 'adoption_failed'
+  | 'deploy'
+  | 'rebuild'
+  | 'abort'
+  | 'rejoined'
+  | 'deploy_failed';
 
 /** Events an operator asks for (REST, CLI, Temporal signal); the rest come from the workflow. */
-export const OPERATOR_VERBS: readonly NodeEvent[] = ['accept', 'reinitialize', 'commission', 'decommission', 'maintenance', 'manage', 'adopt'];
+export const OPERATOR_VERBS: readonly NodeEvent[] = ['accept', 'reinitialize', 'commission', 'decommission', 'maintenance', 'manage', 'adopt', 'deploy', 'rebuild', 'abort'];
 
 /** The provision verbs of PUT /api/v1/nodes/{name}/states/provision (Ironic's model). */
-export const PROVISION_VERBS = ['manage', 'adopt'] as const;
+export const PROVISION_VERBS = ['manage', 'adopt', 'deploy', 'rebuild', 'abort'] as const;
 export type ProvisionVerb = (typeof PROVISION_VERBS)[number];
+/** The provision verbs the node workflow runs itself; deploy and rebuild go through the operation queue. */
+export type WorkflowProvisionVerb = Extract<ProvisionVerb, 'manage' | 'adopt'>;
 
-/** The bulk operations, which queue per node and share the cluster-wide cap. */
-export const OPERATION_KINDS = ['commission', 'decommission', 'maintenance'] as const;
+/** The bulk operations, which queue per node and take slots of their pool's cap. */
+export const OPERATION_KINDS = ['commission', 'decommission', 'maintenance', 'deploy', 'rebuild'] as const;
 export type OperationKind = (typeof OPERATION_KINDS)[number];
+/** The operations that run a hook on the node's agent (the agent serves exactly these). */
+export const HOOK_KINDS = ['commission', 'decommission', 'maintenance'] as const satisfies readonly OperationKind[];
+export type HookKind = (typeof HOOK_KINDS)[number];
+/** Installs take slots of their own cap (MAX_CONCURRENT_DEPLOYS, Metal3's provisioning limit); the rest share one. */
+export const INSTALL_KINDS: readonly OperationKind[] = ['deploy', 'rebuild'];
+export type SlotPool = 'install' | 'general';
+export function slotPoolOf(kind: OperationKind | 'discover'): SlotPool {
+  return (INSTALL_KINDS as readonly string[]).includes(kind) ? 'install' : 'general';
+}
 
 /** A transition back to the stable state the node was in before the transient one. */
 export const PREVIOUS = 'previous' as const;
@@ -118,6 +137,17 @@ export const TRANSITIONS: readonly Transition[] = [
   { from: 'adopting', event: 'adoption_failed', to: 'adopt failed', why: 'boot validation or takeover failed' },
   { from: 'adopt failed', event: 'adopt', to: 'adopting', why: 'retry the adoption' },
   { from: 'adopt failed', event: 'manage', to: 'manageable', why: 'abandon the adoption attempt' },
+
+  // OS install (OpenCrowbar's provisioner): boot environment and DHCP written and proven, power cycle,
+  // installer callbacks, hand-off to local boot, then the installed OS's agent rejoins with its new key.
+  { from: 'manageable', event: 'deploy', to: 'deploying', why: 'install an image through the boot environment' },
+  { from: 'deploy failed', event: 'deploy', to: 'deploying', why: 'try the install again' },
+  { from: 'active', event: 'rebuild', to: 'deploying', why: 'reinstall an active node through its BMC' },
+  // The installed OS's agent announced with the key the installer reported: initialization as after an accept.
+  { from: 'deploying', event: 'rejoined', to: 'initializing', why: 'the installed OS announced with the key made at install time' },
+  { from: 'deploying', event: 'deploy_failed', to: 'deploy failed', why: 'a phase failed or timed out; boot set back to local, power off' },
+  { from: 'deploying', event: 'abort', to: 'deploy failed', why: 'operator aborted: boot set back to local, DHCP entry disabled, power off' },
+  { from: 'deploy failed', event: 'manage', to: 'manageable', why: 'give up the install; the node is enrolled and validated' },
 ];
 
 /**
@@ -137,7 +167,7 @@ export function isStable(state: NodeState): boolean {
 export const STABLE_STATES: readonly NodeState[] = NODE_STATES.filter(isStable);
 
 /** Ironic's enrollment: the node is being validated and taken over, and is not in use yet. */
-export const ENROLLMENT_STATES: readonly NodeState[] = ['enroll', 'verifying', 'manageable', 'adopting', 'adopt failed'];
+export const ENROLLMENT_STATES: readonly NodeState[] = ['enroll', 'verifying', 'manageable', 'adopting', 'adopt failed', 'deploying', 'deploy failed'];
 /** driver_info and instance_info may change only before the node is in use (Ironic). */
 export const EDITABLE_STATES: readonly NodeState[] = ENROLLMENT_STATES.filter(isStable);
 /** DELETE /api/v1/nodes/{name} removes a node without any cleaning only where it was never in use. */

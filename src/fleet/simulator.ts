@@ -91,8 +91,9 @@ export class Fleet {
     this.nodes.set(hostname, { hostname, options, handle, port: Number(new URL(handle.address).port) });
   }
 
+  /** In name order (names are zero-padded), whichever agent finished starting first. */
   get hostnames(): string[] {
-    return [...this.nodes.keys()];
+    return [...this.nodes.keys()].sort();
   }
 
   fingerprint(hostname: string): string {

@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { deleteEnrolledNode, driverNode, enrollNode, updateNodeInfo } from '../db/enrollment-repo';
 import { getNode, type NodeRecord } from '../db/nodes-repo';
 import { BadRequest, Conflict, NotFound, ValidationFailed } from '../domain/errors';
-import type { ProvisionVerb } from '../domain/states';
+import type { WorkflowProvisionVerb } from '../domain/states';
 import { checkDriverInfo, checkDriverInfoChange, getDriver } from '../drivers';
 import type { PowerTarget } from '../drivers/types';
 import type { SecretBox } from '../secrets/secret-box';
@@ -25,14 +25,20 @@ export class EnrollmentService {
     private readonly workflows: NodeWorkflows,
     private readonly agents: AgentClient,
     private readonly secrets: SecretBox,
+    /** Tells the provisioning network's writer that MACs changed (on_node_change); best effort, it also reconciles on its own. */
+    private readonly inventoryChanged: () => Promise<void> = async () => undefined,
   ) {}
+
+  private announceChange(): void {
+    this.inventoryChanged().catch(() => undefined);
+  }
 
   async enroll(request: EnrollRequest): Promise<NodeRecord> {
     const driver = getDriver(request.driver)!;
     const { visible, secrets, problems } = checkDriverInfo(driver, request.driver_info);
     if (problems.length > 0) throw new ValidationFailed(problems);
     const ports = (request.ports ?? []).map((p) => p.address.toLowerCase());
-    return enrollNode(this.knex, this.secrets, {
+    const node = await enrollNode(this.knex, this.secrets, {
       name: request.name,
       driver: driver.name,
       driverInfo: visible,
@@ -41,23 +47,33 @@ export class EnrollmentService {
       ports,
       agentFingerprint: typeof visible.agent_fingerprint === 'string' ? visible.agent_fingerprint : undefined,
     });
+    if (ports.length > 0) this.announceChange();
+    return node;
   }
 
-  async update(name: string, change: { driver_info?: Record<string, unknown>; instance_info?: Record<string, unknown> }): Promise<NodeRecord> {
+  async update(name: string, change: { driver_info?: Record<string, unknown>; instance_info?: Record<string, unknown>; ports?: { address: string }[] }): Promise<NodeRecord> {
     const node = await this.require(name);
     const driver = node.driver ? getDriver(node.driver) : undefined;
     if (!driver) throw new Conflict(`${name} was not enrolled with a driver; nothing to change`);
     const { visible, secrets, problems } = checkDriverInfoChange(driver, change.driver_info ?? {});
     if (problems.length > 0) throw new ValidationFailed(problems);
-    return updateNodeInfo(this.knex, this.secrets, name, { driverInfo: visible, secrets, instanceInfo: change.instance_info });
+    const ports = change.ports?.map((p) => p.address.toLowerCase());
+    const updated = await updateNodeInfo(this.knex, this.secrets, name, { driverInfo: visible, secrets, instanceInfo: change.instance_info, ports });
+    if (ports) this.announceChange();
+    return updated;
   }
 
   async delete(name: string): Promise<void> {
     await deleteEnrolledNode(this.knex, name);
+    this.announceChange();
     await this.workflows.end(name, 'node deleted');
   }
 
-  async provision(name: string, verb: ProvisionVerb): Promise<CommandResult> {
+  async stateOf(name: string): Promise<string | undefined> {
+    return (await getNode(this.knex, name))?.state;
+  }
+
+  async provision(name: string, verb: WorkflowProvisionVerb): Promise<CommandResult> {
     const node = await this.require(name);
     // The state rule is the workflow's (its update validator reads the table).
     return this.workflows.provision(name, node.state, verb);

@@ -24,6 +24,8 @@ export class NodeService {
     private readonly knex: Knex,
     private readonly workflows: NodeWorkflows,
     private readonly serverFingerprint: string,
+    /** Tells a running install that its host announced (BootService.announced); absent without provisioning. */
+    private readonly installAnnounced?: (hostname: string, fingerprint: string, address: string, rejoined: boolean) => Promise<void>,
   ) {}
 
   /** An agent says who it is. It proves it holds the key it shows by signing the request with it. */
@@ -34,13 +36,24 @@ export class NodeService {
       throw new BadRequest(`fingerprint ${request.fingerprint} is not the fingerprint of public_key (${parsed.fingerprint})`, { field: 'fingerprint' });
     }
     verifySignature(parsed.pem, signed);
-    const { node, isNew } = await recordAnnouncement(this.knex, {
-      hostname: request.hostname,
-      fingerprint: parsed.fingerprint,
-      // Only the key re-exported from what was parsed is stored, never the text as sent.
-      publicKey: parsed.pem,
-      address: request.address,
-    });
+    let announced: Awaited<ReturnType<typeof recordAnnouncement>>;
+    try {
+      announced = await recordAnnouncement(this.knex, {
+        hostname: request.hostname,
+        fingerprint: parsed.fingerprint,
+        // Only the key re-exported from what was parsed is stored, never the text as sent.
+        publicKey: parsed.pem,
+        address: request.address,
+      });
+    } catch (err) {
+      // Any other key than the one the installer reported stays out, and is reported on the node.
+      if (err instanceof Conflict && this.installAnnounced && (await getNode(this.knex, request.hostname))?.state === 'deploying') {
+        await this.installAnnounced(request.hostname, parsed.fingerprint, request.address, false);
+      }
+      throw err;
+    }
+    const { node, isNew } = announced;
+    if (node.state === 'deploying' && this.installAnnounced) await this.installAnnounced(node.hostname, parsed.fingerprint, request.address, true);
     return {
       created: isNew,
       response: {

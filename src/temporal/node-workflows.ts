@@ -12,14 +12,17 @@ import { ApplicationFailure, type SignalDefinition } from '@temporalio/common';
 import type { NodeSignaller } from '../../activities/operations';
 import { forEachLimited } from '../concurrency';
 import { DomainError, domainErrorFromName, NotFound, Unavailable } from '../domain/errors';
-import type { NodeState, ProvisionVerb } from '../domain/states';
+import type { NodeState, WorkflowProvisionVerb } from '../domain/states';
 import type { PowerTarget } from '../drivers/types';
 import { nodeLifecycle } from '../../workflows/node-lifecycle';
 import {
+  abortInstallUpdate,
   acceptUpdate,
+  installEventSignal,
   NODE_STATE_KEY,
   nodeWorkflowId,
   powerUpdate,
+  slotHolderWorkflowId,
   provisionUpdate,
   readySignal,
   reinitializeUpdate,
@@ -60,9 +63,12 @@ export class NodeWorkflows {
   ) {}
 
   /** Starts the node's workflow if need be and accepts the node in one call (update-with-start). */
-  accept(hostname: string, state: NodeState, fingerprint: string): Promise<CommandResult> {
+  accept(hostname: string, state: NodeState, fingerprint: string, cause?: string): Promise<CommandResult> {
     return this.command(hostname, 'accept', state, (cmd) =>
-      this.client.executeUpdateWithStart(acceptUpdate, { args: [{ ...cmd, fingerprint }], startWorkflowOperation: this.withStart(hostname, state) }),
+      this.client.executeUpdateWithStart(acceptUpdate, {
+        args: [{ ...cmd, fingerprint, ...(cause ? { cause } : {}) }],
+        startWorkflowOperation: this.withStart(hostname, state),
+      }),
     );
   }
 
@@ -72,7 +78,7 @@ export class NodeWorkflows {
     );
   }
 
-  provision(hostname: string, state: NodeState, verb: ProvisionVerb): Promise<CommandResult> {
+  provision(hostname: string, state: NodeState, verb: WorkflowProvisionVerb): Promise<CommandResult> {
     return this.command(hostname, verb, state, (cmd) =>
       this.client.executeUpdateWithStart(provisionUpdate, { args: [{ ...cmd, verb }], startWorkflowOperation: this.withStart(hostname, state) }),
     );
@@ -82,6 +88,24 @@ export class NodeWorkflows {
     return this.command(hostname, 'power', state, (cmd) =>
       this.client.executeUpdateWithStart(powerUpdate, { args: [{ ...cmd, target }], startWorkflowOperation: this.withStart(hostname, state) }),
     );
+  }
+
+  /** Stops the node's running install; after the deadline the workflow refuses it, so a 503 means nothing was done. */
+  async abortInstall(hostname: string): Promise<CommandResult> {
+    const expiresAt = Date.now() + this.options.commandTimeoutMs;
+    try {
+      return await translate(hostname, () =>
+        this.client.withDeadline(expiresAt + ANSWER_IN_FLIGHT_MS, () => this.client.getHandle(nodeWorkflowId(hostname)).executeUpdate(abortInstallUpdate, { args: [{ expiresAt }] })),
+      );
+    } catch (err) {
+      if (!(err instanceof NoAnswer)) throw err;
+      throw new Unavailable(`no worker took the abort of ${hostname} within ${Math.round(this.options.commandTimeoutMs / 1000)} s (is a worker running?); nothing was done`);
+    }
+  }
+
+  /** Wakes the node's running install: something was recorded for it. */
+  installEvent(hostname: string): Promise<void> {
+    return this.call(hostname, () => unlessMissing(this.client.getHandle(nodeWorkflowId(hostname)).signal(installEventSignal)));
   }
 
   /** Deleting a node ends its workflow; a node that never had one is fine. */
@@ -157,7 +181,8 @@ class NoAnswer extends Error {}
 /** Signals many node workflows, a bounded number at a time; a node without a workflow is skipped. */
 export function nodeSignaller(client: WorkflowClient, parallel = 32): NodeSignaller {
   return async <Args extends unknown[]>(hostnames: string[], signal: SignalDefinition<Args>, ...args: Args): Promise<void> => {
-    await forEachLimited(hostnames, parallel, (hostname) => unlessMissing(client.getHandle(nodeWorkflowId(hostname)).signal(signal, ...args)));
+    // A slot grant may wake a discovery instead of a node (see slotHolderWorkflowId).
+    await forEachLimited(hostnames, parallel, (hostname) => unlessMissing(client.getHandle(slotHolderWorkflowId(hostname)).signal(signal, ...args)));
   };
 }
 

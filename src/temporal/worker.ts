@@ -1,5 +1,7 @@
-import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { bundleWorkflowCode, NativeConnection, Worker, type ActivityInterceptorsFactory, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { Activities } from '../../activities';
+import { withLogContext } from '../log';
+import { nodeWorkflowId } from '../../workflows/definitions';
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 
@@ -18,6 +20,26 @@ const quietBundlerLogger = {
   error: (message: string) => console.error(message),
 };
 
+const NODE_WORKFLOW_PREFIX = nodeWorkflowId('');
+
+/**
+ * Every line an activity logs carries its workflow id, activity type and, where the activity is about
+ * one node, its hostname: taken from the first argument's `hostname` (most activities take
+ * `{ hostname, ... }`), else from a node workflow's id.
+ */
+const activityLogContext: ActivityInterceptorsFactory = (ctx) => ({
+  inbound: {
+    execute: (input, next) => {
+      const { workflowExecution, activityType } = ctx.info;
+      const workflowId = workflowExecution?.workflowId ?? '';
+      const argument = input.args[0] as { hostname?: unknown } | undefined;
+      const hostname =
+        typeof argument?.hostname === 'string' ? argument.hostname : workflowId.startsWith(NODE_WORKFLOW_PREFIX) ? workflowId.slice(NODE_WORKFLOW_PREFIX.length) : undefined;
+      return withLogContext({ ...(workflowId ? { workflowId } : {}), activity: activityType, ...(hostname ? { hostname } : {}) }, () => next(input));
+    },
+  },
+});
+
 export async function createWorker(options: {
   connection: NativeConnection;
   namespace: string;
@@ -30,5 +52,6 @@ export async function createWorker(options: {
     taskQueue: options.taskQueue,
     workflowBundle: await workflowBundle(),
     activities: options.activities,
+    interceptors: { activity: [activityLogContext] },
   });
 }

@@ -24,18 +24,22 @@ export interface Bmc {
   start(): Promise<void>;
 }
 
-/** A real BMC: OpenIPMI's ipmi_sim on its own loopback address (see shared/testbeds/ipmi_sim.md). */
-export async function startBmc(credentials = { username: 'admin', password: `pw-${Math.random().toString(36).slice(2, 10)}` }): Promise<Bmc> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nl-bmc-'));
-  const address = nextLoopbackAddress();
-  const port = await freePort(address);
-  fs.mkdirSync(path.join(dir, 'state'));
+/**
+ * ipmi_sim's lan.conf and cmds.emu in `dir` (see shared/testbeds/ipmi_sim.md): one LAN channel on
+ * address:port, one admin user, power as the life of `startcmd`'s process, and the serial port where
+ * a VM's BMC interface (qemu's ipmi-bmc-extern) connects.
+ */
+export function writeIpmiSimConfig(
+  dir: string,
+  c: { name: string; address: string; port: number; serial: { host: string; port: number }; startcmd: string; username: string; password: string; powerOffWaitS?: number },
+): void {
+  const powerOff = c.powerOffWaitS === undefined ? '' : `  poweroff_wait ${c.powerOffWaitS}\n  kill_wait 5\n`;
   fs.writeFileSync(
     path.join(dir, 'lan.conf'),
-    `name "bmc"
+    `name "${c.name.replace(/"/g, '')}"
 set_working_mc 0x20
   startlan 1
-    addr ${address} ${port}
+    addr ${c.address} ${c.port}
     priv_limit admin
     allowed_auths_callback none md2 md5 straight
     allowed_auths_user none md2 md5 straight
@@ -43,16 +47,33 @@ set_working_mc 0x20
     allowed_auths_admin none md2 md5 straight
     guid a123456789abcdefa123456789abcdef
   endlan
-  serial 15 localhost ${await freePort()} codec VM
-  startcmd "sleep 86400"
+  serial 15 ${c.serial.host} ${c.serial.port} codec VM
+  startcmd "${c.startcmd}"
   startnow false
-  user 2 true  "${credentials.username}"   "${credentials.password}" admin    10       none md2 md5 straight
+${powerOff}  user 2 true  "${c.username}"   "${c.password}" admin    10       none md2 md5 straight
 `,
   );
   fs.writeFileSync(
     path.join(dir, 'cmds.emu'),
     'mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nsel_enable 0x20 1000 0x0a\nmc_enable 0x20\n',
   );
+}
+
+/** A real BMC: OpenIPMI's ipmi_sim on its own loopback address (see shared/testbeds/ipmi_sim.md). */
+export async function startBmc(credentials = { username: 'admin', password: `pw-${Math.random().toString(36).slice(2, 10)}` }): Promise<Bmc> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nl-bmc-'));
+  const address = nextLoopbackAddress();
+  const port = await freePort(address);
+  fs.mkdirSync(path.join(dir, 'state'));
+  writeIpmiSimConfig(dir, {
+    name: 'bmc',
+    address,
+    port,
+    serial: { host: 'localhost', port: await freePort() },
+    startcmd: 'sleep 86400',
+    username: credentials.username,
+    password: credentials.password,
+  });
   let child: ChildProcess;
   const launch = () => {
     child = spawn('ipmi_sim', ['-c', 'lan.conf', '-f', 'cmds.emu', '-s', path.join(dir, 'state'), '-n'], { cwd: dir, stdio: 'ignore', detached: true });

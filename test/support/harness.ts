@@ -2,20 +2,18 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { startAgent, type AgentHandle, type AgentOptions } from '../../src/agent/agent';
 import { loadConfig, type Config } from '../../src/config';
+import { ensureTemporalRuntime } from '../../src/metrics/temporal-runtime';
 import { startService, type Role, type RunningService } from '../../src/service';
 import { HttpClient } from './http-client';
 import { nextLoopbackAddress } from './ports';
 import { createTestDatabase, postgresAvailable } from './test-database';
 import { waitFor } from './wait-for';
 
-let runtimeInstalled = false;
-function installRuntimeOnce(): void {
-  if (runtimeInstalled) return;
-  Runtime.install({ logger: new DefaultLogger('ERROR'), shutdownSignals: [] });
-  runtimeInstalled = true;
+/** The process's Temporal runtime, as the service installs it (with its metrics exporter), quieter. */
+function installRuntimeOnce(): Promise<void> {
+  return ensureTemporalRuntime({ metricsListen: '127.0.0.1:0', logLevel: 'ERROR' });
 }
 
 export interface TestService {
@@ -41,7 +39,7 @@ export interface TestService {
  * own (the PostgreSQL server when present, else embedded PGlite), with short initialization windows.
  */
 export async function startTestService(env: Record<string, string> = {}, options: { role?: Role } = {}): Promise<TestService> {
-  installRuntimeOnce();
+  await installRuntimeOnce();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nl-service-'));
   // A test that brings its own DATABASE_URL (through a proxy, say) owns that database.
   const database = env.DATABASE_URL === undefined && (await postgresAvailable()) ? await createTestDatabase() : undefined;
@@ -54,6 +52,8 @@ export async function startTestService(env: Record<string, string> = {}, options
     INIT_CHECK_INTERVAL: '500ms',
     INIT_WINDOW: '4s',
     AGENT_REQUEST_TIMEOUT: '3s',
+    // A starved CI machine can take seconds to open a PostgreSQL connection; tests of the fast 503 set their own.
+    DATABASE_TIMEOUT: '20s',
     ...(database ? { DATABASE_URL: database.url } : {}),
     ...env,
   });

@@ -8,7 +8,8 @@ const run = promisify(execFile);
 
 /** Runs bin/nodectl as an operator would; never throws, returns what it printed and its exit code. */
 export async function nodectl(ts: TestService, args: string[], env: Record<string, string> = {}) {
-  const withServer = env.DATA_DIR ? args : ['--server', ts.service.apiUrl!, '--token', ts.service.apiToken, ...args];
+  // `--token=VALUE`: a configured API_TOKEN may begin with '-', which a separate argument would turn into an option.
+  const withServer = env.DATA_DIR ? args : [`--server=${ts.service.apiUrl!}`, `--token=${ts.service.apiToken}`, ...args];
   try {
     const { stdout, stderr } = await run(path.join(PROJECT_ROOT, 'bin', 'nodectl'), withServer, { env: { ...process.env, NODE_OPTIONS: '', ...env } });
     return { code: 0, stdout, stderr };

@@ -4,14 +4,16 @@ import { SIGNATURE_HEADERS } from '../../identity/request-signature';
 import type { NodeService, SignedRequest } from '../../services/node-service';
 import { fingerprintSchema, hostnameSchema, parse } from '../validation';
 
-const announceSchema = z.strictObject({
-  hostname: hostnameSchema,
-  fingerprint: fingerprintSchema,
-  public_key: z.string().min(1).max(10_000),
-  address: z.url({ protocol: /^https$/, error: 'must be an https:// URL' }),
-});
+export const announceSchema = z
+  .strictObject({
+    hostname: hostnameSchema,
+    fingerprint: fingerprintSchema,
+    public_key: z.string().min(1).max(10_000).meta({ description: 'The agent\'s EC P-256 public key, one PEM "BEGIN PUBLIC KEY" block.' }),
+    address: z.url({ protocol: /^https$/, error: 'must be an https:// URL' }).meta({ description: 'Where the service reaches the agent.' }),
+  })
+  .meta({ id: 'AnnounceRequest' });
 
-const readySchema = z.strictObject({ hostname: hostnameSchema });
+export const readySchema = z.strictObject({ hostname: hostnameSchema }).meta({ id: 'ReadyRequest' });
 
 export function signedRequest(req: Request): SignedRequest {
   return {

@@ -5,7 +5,9 @@ import { portsOf } from '../../db/enrollment-repo';
 import { PROVISION_VERBS } from '../../domain/states';
 import { DRIVER_NAMES } from '../../drivers';
 import { POWER_TARGETS } from '../../drivers/types';
+import type { DeployService } from '../../services/deploy-service';
 import type { EnrollmentService } from '../../services/enrollment-service';
+import { imageNameSchema } from '../../images/image-routes';
 import { presentNode } from '../present';
 import { hostnameSchema, noQuery, parse } from '../validation';
 
@@ -16,33 +18,48 @@ const instanceInfo = z.looseObject({ image_source: imageSource.optional(), boot_
 /** A change is checked as an enrollment is; null removes a key. */
 const instanceInfoChange = z.looseObject({ image_source: imageSource.nullable().optional(), boot_option: bootOption.nullable().optional() });
 
-const enrollSchema = z.strictObject({
-  name: hostnameSchema,
-  driver: z.enum(DRIVER_NAMES as [string, ...string[]], { error: `must be one of: ${DRIVER_NAMES.join(', ')}` }),
-  driver_info: z.record(z.string(), z.unknown()),
-  instance_info: instanceInfo.optional(),
-  ports: z
-    .array(z.strictObject({ address: mac }))
-    .refine((ports) => new Set(ports.map((p) => p.address.toLowerCase())).size === ports.length, { error: 'must not name a MAC twice' })
-    .optional(),
-});
+const portsSchema = z
+  .array(z.strictObject({ address: mac }))
+  .refine((ports) => new Set(ports.map((p) => p.address.toLowerCase())).size === ports.length, { error: 'must not name a MAC twice' });
 
-const patchSchema = z
+export const enrollSchema = z
+  .strictObject({
+    name: hostnameSchema,
+    driver: z.enum(DRIVER_NAMES as [string, ...string[]], { error: `must be one of: ${DRIVER_NAMES.join(', ')}` }),
+    driver_info: z.record(z.string(), z.unknown()).meta({ description: "The driver's settings (BMC address, user, password...); secret fields are write-only." }),
+    instance_info: instanceInfo.optional(),
+    ports: portsSchema.optional(),
+  })
+  .meta({ id: 'EnrollRequest' });
+
+export const patchSchema = z
   .strictObject({
     driver_info: z.record(z.string(), z.unknown()).optional(),
     instance_info: instanceInfoChange.optional(),
+    ports: portsSchema.optional().meta({ description: "Replaces the node's MACs." }),
   })
-  .refine((b) => b.driver_info !== undefined || b.instance_info !== undefined, { error: 'must change driver_info or instance_info' });
+  .refine((b) => b.driver_info !== undefined || b.instance_info !== undefined || b.ports !== undefined, { error: 'must change driver_info, instance_info or ports' })
+  .meta({ id: 'NodeChangeRequest', description: 'Merged into the node; a null value removes a key. At least one of the fields.' });
 
-const provisionSchema = z.strictObject({
-  target: z.enum(PROVISION_VERBS, { error: `must be one of: ${PROVISION_VERBS.join(', ')}` }),
-});
-const powerSchema = z.strictObject({
-  target: z.enum(POWER_TARGETS, { error: `must be one of: ${POWER_TARGETS.join(', ')}` }),
-});
+export const provisionSchema = z
+  .strictObject({
+    target: z.enum(PROVISION_VERBS, { error: `must be one of: ${PROVISION_VERBS.join(', ')}` }),
+    image: imageNameSchema.optional(),
+  })
+  .superRefine((b, ctx) => {
+    const installs = b.target === 'deploy' || b.target === 'rebuild';
+    if (installs && b.image === undefined) ctx.addIssue({ code: 'custom', path: ['image'], message: `is required to ${b.target}` });
+    if (!installs && b.image !== undefined) ctx.addIssue({ code: 'custom', path: ['image'], message: `applies to deploy and rebuild only, not ${b.target}` });
+  })
+  .meta({ id: 'ProvisionRequest', description: '`image` is required by deploy and rebuild, and refused with any other target.' });
+export const powerSchema = z
+  .strictObject({
+    target: z.enum(POWER_TARGETS, { error: `must be one of: ${POWER_TARGETS.join(', ')}` }),
+  })
+  .meta({ id: 'PowerRequest' });
 
 /** Ironic-style enrollment: POST/PATCH/DELETE nodes, provision and power states. */
-export function enrollmentRoutes(knex: Knex, enrollment: EnrollmentService): Router {
+export function enrollmentRoutes(knex: Knex, enrollment: EnrollmentService, deploys: DeployService): Router {
   const router = Router();
   const name = (raw: unknown) => parse(hostnameSchema, raw, 'name');
   const withPorts = async (node: Parameters<typeof presentNode>[0]) => ({ ...presentNode(node), ports: await portsOf(knex, node.hostname) });
@@ -65,8 +82,14 @@ export function enrollmentRoutes(knex: Knex, enrollment: EnrollmentService): Rou
 
   router.put('/nodes/:name/states/provision', async (req, res) => {
     const node = name(req.params.name);
-    const { target } = parse(provisionSchema, req.body);
-    const result = await enrollment.provision(node, target);
+    const { target, image } = parse(provisionSchema, req.body);
+    if (target === 'deploy' || target === 'rebuild') {
+      // One node's install goes through the same queue and cap as a bulk one.
+      const taskId = await deploys.install(target, [node], image!);
+      res.status(202).location(`/api/v1/tasks/${taskId}`).json({ task_id: taskId, hostname: node, state: (await enrollment.stateOf(node)) ?? null });
+      return;
+    }
+    const result = target === 'abort' ? await deploys.abort(node) : await enrollment.provision(node, target);
     res.status(202).location(`/api/v1/tasks/${result.task_id}`).json({ task_id: result.task_id, hostname: node, state: result.state });
   });
 

@@ -9,14 +9,20 @@ import { NotFound } from '../../domain/errors';
 import { NODE_STATES, type NodeState } from '../../domain/states';
 import type { NodeService } from '../../services/node-service';
 import type { NodeWorkflows } from '../../temporal/node-workflows';
-import { presentEvent, presentNode, presentOperation, presentUnmanaged } from '../present';
+import { getBootEntry } from '../../provisioning/boot-entries-repo';
+import { latestInstallOf } from '../../provisioning/installs-repo';
+import { presentBootEntry, presentEvent, presentInstall, presentNode, presentOperation, presentUnmanaged } from '../present';
 import { fingerprintSchema, hostnameSchema, noQuery, oneValue, parse } from '../validation';
 
-const acceptSchema = z.strictObject({ hostname: hostnameSchema, fingerprint: fingerprintSchema });
-const actionSchema = z.strictObject({
-  action: z.enum(['reinitialize'], { error: 'must be one of: reinitialize' }),
-});
-const listQuery = z.strictObject({ state: oneValue(z.enum(NODE_STATES)).optional() });
+export const acceptSchema = z
+  .strictObject({ hostname: hostnameSchema, fingerprint: fingerprintSchema })
+  .meta({ id: 'AcceptRequest', description: 'The fingerprint is the one the node\'s own agent prints; the claim with that key is accepted.' });
+export const actionSchema = z
+  .strictObject({
+    action: z.enum(['reinitialize'], { error: 'must be one of: reinitialize' }),
+  })
+  .meta({ id: 'NodeActionRequest' });
+export const nodesQuery = z.strictObject({ state: oneValue(z.enum(NODE_STATES)).optional().meta({ description: 'Only nodes in this state (default: every accepted node).' }) });
 
 function taskAccepted(res: import('express').Response, hostname: string, result: { task_id: string; state: string }) {
   res
@@ -44,7 +50,7 @@ export function nodeRoutes(knex: Knex, nodes: NodeService, workflows: NodeWorkfl
   });
 
   router.get('/nodes', async (req, res) => {
-    const { state } = parse(listQuery, req.query, 'query');
+    const { state } = parse(nodesQuery, req.query, 'query');
     const filter = state ? { states: [state as NodeState] } : { excludeStates: ['unmanaged' as NodeState] };
     res.json((await listNodes(knex, filter)).map(presentNode));
   });
@@ -60,6 +66,8 @@ export function nodeRoutes(knex: Knex, nodes: NodeService, workflows: NodeWorkfl
       operations: (await openOperationsOf(knex, hostname)).map(presentOperation),
       events: (await listNodeEvents(knex, hostname)).map(presentEvent),
       reachability_events: (await listClusterEvents(knex, { node: hostname, limit: 20, offset: 0 })).map((e) => ({ type: e.type, at: e.at.toISOString() })),
+      deploy: await latestInstallOf(knex, hostname).then((install) => (install ? presentInstall(install) : null)),
+      boot: await getBootEntry(knex, hostname).then((entry) => (entry ? presentBootEntry(entry) : null)),
     };
     if (node.state === 'initializing') {
       // Live progress comes from the workflow; the node record stands on its own if Temporal is away.

@@ -4,25 +4,36 @@ import { z } from 'zod';
 import { CLUSTER_EVENT_TYPES, listClusterEvents } from '../../db/events-repo';
 import { listNodes } from '../../db/nodes-repo';
 import { ValidationFailed } from '../../domain/errors';
-import { OPERATION_KINDS } from '../../domain/states';
+import { HOOK_KINDS } from '../../domain/states';
 import type { OperationService } from '../../services/operation-service';
 import { presentNode } from '../present';
 import { hostnameSchema, listParam, oneValue, paginationSchema, parse } from '../validation';
 
-const bulkSchema = z.strictObject({
-  nodes: z
-    .array(hostnameSchema)
-    .min(1, 'must name at least one node')
-    .max(100_000)
-    .refine((names) => new Set(names).size === names.length, { error: 'must not name a node twice' }),
-  // Absent and {} mean the same: no request-level vars over the cluster defaults.
-  extra_vars: z.record(z.string(), z.unknown()).optional(),
-});
+/** The node list of every multi-node request. */
+export const nodeListSchema = z
+  .array(hostnameSchema)
+  .min(1, 'must name at least one node')
+  .max(100_000)
+  .refine((names) => new Set(names).size === names.length, { error: 'must not name a node twice' })
+  .meta({ description: 'Every node of the request, each once; the request is validated as a whole before anything starts.' });
 
-const infoSchema = z.strictObject({ nodes: z.array(z.string()).max(100_000).optional() });
-const infoQuery = z.strictObject({ nodes: listParam.optional() });
-const eventsQuery = paginationSchema.extend({
-  node: oneValue(hostnameSchema).optional(),
+export const bulkSchema = z
+  .strictObject({
+    nodes: nodeListSchema,
+    // Absent and {} mean the same: no request-level vars over the cluster defaults.
+    extra_vars: z
+      .record(z.string(), z.unknown())
+      .optional()
+      .meta({ description: 'Merged over CLUSTER_EXTRA_VARS key by key (the request wins); absent and {} mean the same.' }),
+  })
+  .meta({ id: 'BulkRequest' });
+
+export const infoSchema = z.strictObject({ nodes: z.array(z.string()).max(100_000).optional() }).meta({ id: 'InfoRequest' });
+export const infoQuery = z.strictObject({
+  nodes: listParam.optional().meta({ description: 'Names, as ?nodes=a,b or ?nodes=a&nodes=b; unknown names are ignored, none means all.' }),
+});
+export const eventsQuery = paginationSchema.extend({
+  node: oneValue(hostnameSchema).optional().meta({ description: 'Only events that concern this node.' }),
   type: oneValue(z.enum(CLUSTER_EVENT_TYPES)).optional(),
 });
 
@@ -30,7 +41,7 @@ const eventsQuery = paginationSchema.extend({
 export function operationRoutes(knex: Knex, operations: OperationService): Router {
   const router = Router();
 
-  for (const kind of OPERATION_KINDS) {
+  for (const kind of HOOK_KINDS) {
     router.post(`/${kind}/nodes`, async (req, res) => {
       const body = parse(bulkSchema, req.body);
       const taskId = await operations.submit(kind, body.nodes, body.extra_vars ?? {});

@@ -7,25 +7,27 @@ import { operationsOfTask, taskProgress } from '../../db/operations-repo';
 import { presentOperation, presentTask } from '../present';
 import { hostnameSchema, oneValue, paginationSchema, parse } from '../validation';
 
-const nodePage = z.strictObject({
-  node_limit: oneValue(z.coerce.number().int().min(1).max(100_000)).default(10_000),
-  node_offset: oneValue(z.coerce.number().int().min(0)).default(0),
+export const taskIdSchema = z.uuid({ error: 'must be a task id (UUID)' });
+
+export const nodePage = z.strictObject({
+  node_limit: oneValue(z.coerce.number().int().min(1).max(100_000)).default(10_000).meta({ description: 'Per-node rows of a bulk task to show (default 10,000).' }),
+  node_offset: oneValue(z.coerce.number().int().min(0)).default(0).meta({ description: 'Per-node rows to skip (default 0).' }),
 });
 
-const listQuery = paginationSchema.extend({
-  hostname: oneValue(hostnameSchema).optional(),
+export const tasksQuery = paginationSchema.extend({
+  hostname: oneValue(hostnameSchema).optional().meta({ description: "Only this node's tasks." }),
   status: oneValue(z.enum(TASK_STATUSES)).optional(),
 });
 
 export function taskRoutes(knex: Knex): Router {
   const router = Router();
   router.get('/tasks', async (req, res) => {
-    const query = parse(listQuery, req.query, 'query');
+    const query = parse(tasksQuery, req.query, 'query');
     res.json((await listTasks(knex, query)).map(presentTask));
   });
   // A bulk task carries its per-node progress and results (paged with node_limit / node_offset).
   router.get('/tasks/:id', async (req, res) => {
-    const id = parse(z.uuid({ error: 'must be a task id (UUID)' }), req.params.id, 'id');
+    const id = parse(taskIdSchema, req.params.id, 'id');
     const page = parse(nodePage, req.query, 'query');
     const task = await getTask(knex, id);
     if (!task) throw new NotFound(`no task ${id}`, { id });

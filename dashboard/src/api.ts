@@ -1,0 +1,51 @@
+/** The REST API as the dashboard calls it: same origin, the session cookie, JSON both ways. */
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly body: unknown,
+  ) {
+    super(message);
+  }
+}
+
+let onUnauthorized: () => void = () => undefined;
+
+/** Called when a request is refused for want of a session (expired, logged out elsewhere): show the log-in. */
+export function whenUnauthorized(handler: () => void): void {
+  onUnauthorized = handler;
+}
+
+export async function api<T = unknown>(method: string, path: string, body?: unknown, options: { login?: boolean } = {}): Promise<T> {
+  const headers: Record<string, string> = {
+    accept: 'application/json',
+    // The service refuses cookie-authenticated changes without it: another site's form cannot set it.
+    'x-requested-with': 'dashboard',
+  };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(path, { method, headers, credentials: 'same-origin', body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  let parsed: unknown = undefined;
+  try {
+    parsed = text ? JSON.parse(text) : undefined;
+  } catch {
+    parsed = text;
+  }
+  if (!res.ok) {
+    const error = (parsed as { error?: { message?: string } } | undefined)?.error;
+    if (res.status === 401 && !options.login) onUnauthorized();
+    throw new ApiError(res.status, error?.message ?? `${res.status} ${res.statusText}`, parsed);
+  }
+  return parsed as T;
+}
+
+export const get = <T,>(path: string) => api<T>('GET', path);
+
+/** A query string from the values that are set. */
+export function query(params: Record<string, string | number | undefined>): string {
+  const search = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== '') search.set(k, String(v));
+  const text = search.toString();
+  return text ? `?${text}` : '';
+}
