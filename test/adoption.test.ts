@@ -274,14 +274,23 @@ describe('power', () => {
   const events = async (type: string, name: string) => (await api.get(`/api/v1/events?type=${type}&node=${name}`)).body as unknown[];
   const setPower = (name: string, target: string) => api.request('PUT', `/api/v1/nodes/${name}/states/power`, { json: { target } });
 
-  /** Sweeps the power sync has finished so far: its completed activities. */
-  async function sweepsDone(): Promise<number> {
-    const history = await ts.temporal.workflow.getHandle(`${POWER_SYNC_WORKFLOW_ID}:${ts.config.taskQueue}`).fetchHistory();
+  /** Sweeps one run of the power sync has finished: its completed activities. */
+  async function sweepsIn(runId: string): Promise<number> {
+    const history = await ts.temporal.workflow.getHandle(`${POWER_SYNC_WORKFLOW_ID}:${ts.config.taskQueue}`, runId).fetchHistory();
     return (history.events ?? []).filter((e) => e.activityTaskCompletedEventAttributes).length;
   }
+  /** Where the power sync is now. It continues as new every few hundred sweeps, so a mark names its run. */
+  async function sweepMark(): Promise<{ runId: string; sweeps: number }> {
+    const { runId } = await ts.temporal.workflow.getHandle(`${POWER_SYNC_WORKFLOW_ID}:${ts.config.taskQueue}`).describe();
+    return { runId, sweeps: await sweepsIn(runId) };
+  }
   async function afterTwoMoreSweeps(): Promise<void> {
-    const now = await sweepsDone();
-    await waitFor(sweepsDone, (n) => n >= now + 2, { what: 'two more power sync sweeps', timeoutMs: 60_000, intervalMs: 200 });
+    const mark = await sweepMark();
+    const since = async () => {
+      const now = await sweepMark();
+      return now.runId === mark.runId ? now.sweeps - mark.sweeps : (await sweepsIn(mark.runId)) - mark.sweeps + now.sweeps;
+    };
+    await waitFor(since, (n) => n >= 2, { what: 'two more power sync sweeps', timeoutMs: 60_000, intervalMs: 200 });
   }
 
   test('drift on the BMC is corrected by the sync and recorded as an event', async () => {
