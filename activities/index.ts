@@ -12,6 +12,7 @@ import { createPowerSyncActivities, type PowerSyncDeps } from './power-sync';
 import { createInstallActivities, type InstallDeps } from './install';
 import { createProvisioningActivities } from './provisioning';
 import { createDiscoveryActivities, type DiscoveryDeps } from './discovery';
+import { createBulkAcceptActivities } from './bulk-accept';
 
 export interface ActivityDeps extends OperationDeps, PowerSyncDeps, InstallDeps, DiscoveryDeps {
   monitoringEndpoint: string;
@@ -30,6 +31,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createPowerSyncActivities(deps),
     ...createInstallActivities(deps),
     ...createDiscoveryActivities(deps),
+    ...createBulkAcceptActivities(deps),
 
     /** The provisioner workflow's one step: dnsmasq's files made to say what the database says. */
     reconcileBootFiles: keepAlive(async (): Promise<{ written: string[] }> => {

@@ -125,7 +125,7 @@ export function createOperationActivities(deps: OperationDeps) {
     },
 
     /** Decommission and maintenance are best effort: the request succeeds with per-node results. */
-    async finishBulkTask(input: { taskId: string; kind: queue.QueueKind }): Promise<{ status: 'succeeded' | 'failed' }> {
+    async finishBulkTask(input: { taskId: string; kind: queue.BulkKind }): Promise<{ status: 'succeeded' | 'failed' }> {
       const progress = await queue.taskProgress(knex, input.taskId);
       const failedNodes = await knex('operations as o')
         .leftJoin('discoveries as d', 'd.operation_id', 'o.id')
@@ -134,8 +134,9 @@ export function createOperationActivities(deps: OperationDeps) {
         .whereNotNull('o.error')
         .orderBy('o.id')
         .limit(20);
-      // A commission is all or nothing; a discovery with a failed address asks the operator to post it again (contiv).
-      const status = (input.kind === 'commission' || input.kind === 'discover') && progress.failed > 0 ? 'failed' : 'succeeded';
+      // A commission is all or nothing; a discovery with a failed address, or an accept with a failed node, asks
+      // the operator to look and post it again (contiv).
+      const status = (input.kind === 'commission' || input.kind === 'discover' || input.kind === 'accept') && progress.failed > 0 ? 'failed' : 'succeeded';
       const error =
         failedNodes.length === 0 ? null : failedNodes.map((f) => `${f.hostname}: ${f.error}`).join('; ') + (progress.stepFailures > 20 ? '; …' : '');
       const now = new Date();

@@ -5,8 +5,9 @@ import type { BulkOperationInput } from './definitions';
 
 /**
  * One workflow per bulk request (task:<id>). The nodes do the work in their own workflows; this one
- * wakes them, decides a commission as a whole, and closes the task. Progress lives in PostgreSQL, so
- * a 10,000-node request costs this history a poll every few seconds, not a signal per node.
+ * wakes them (for a bulk accept, sends each node's accept), decides a commission as a whole, and closes
+ * the task. Progress lives in PostgreSQL, so a 10,000-node request costs this history a poll every few
+ * seconds, not a signal per node.
  */
 export async function bulkOperation(input: BulkOperationInput): Promise<void> {
   const { taskId, kind } = input;
@@ -15,6 +16,8 @@ export async function bulkOperation(input: BulkOperationInput): Promise<void> {
   if (phase === 'notify') {
     // A discovery has no node yet to wake: each address gets a workflow of its own.
     if (kind === 'discover') await fanOut.startDiscoveries({ taskId });
+    // An unmanaged node has no workflow to wake either: this one sends the accepts, a page at a time.
+    else if (kind === 'accept') await acceptInPages(input);
     else await fanOut.notifyNodesOfTask({ taskId, signal: 'operationsQueued' });
     phase = 'steps';
   }
@@ -25,14 +28,34 @@ export async function bulkOperation(input: BulkOperationInput): Promise<void> {
     await fanOut.notifyNodesOfTask({ taskId, signal: 'groupDecision', args: [{ taskId, decision }], statuses: ['waiting', 'running'] });
   }
   phase = 'finish';
-  await pollUntil(taskId, (p) => p.succeeded + p.failed === p.total, { ...input, phase });
+  // An accepted node's row ends with its own accept task (active, or initialization failed): followed here.
+  const read = kind === 'accept' ? bulk.followAccepts : bulk.taskProgress;
+  await pollUntil(taskId, (p) => p.succeeded + p.failed === p.total, { ...input, phase }, read);
   await bulk.finishBulkTask({ taskId, kind });
 }
 
-async function pollUntil(taskId: string, done: (p: TaskProgress) => boolean, carry: BulkOperationInput): Promise<TaskProgress> {
+/** Accepts per activity: progress shows between pages, and a retry redoes at most one page's lookups. */
+const ACCEPT_PAGE = 200;
+
+/** Sends the accepts of a bulk accept until none is queued, following the accepted nodes as it goes. */
+async function acceptInPages(input: BulkOperationInput): Promise<void> {
+  for (;;) {
+    const taken = await fanOut.acceptQueuedNodes({ taskId: input.taskId, limit: ACCEPT_PAGE });
+    if (taken === 0) return;
+    await bulk.followAccepts({ taskId: input.taskId });
+    if (workflowInfo().continueAsNewSuggested) await continueAsNew<typeof bulkOperation>({ ...input, phase: 'notify' });
+  }
+}
+
+async function pollUntil(
+  taskId: string,
+  done: (p: TaskProgress) => boolean,
+  carry: BulkOperationInput,
+  read: (input: { taskId: string }) => Promise<TaskProgress> = bulk.taskProgress,
+): Promise<TaskProgress> {
   let interval = 250;
   for (;;) {
-    const progress = await bulk.taskProgress({ taskId });
+    const progress = await read({ taskId });
     if (done(progress)) return progress;
     if (workflowInfo().continueAsNewSuggested) await continueAsNew<typeof bulkOperation>(carry);
     await sleep(interval);

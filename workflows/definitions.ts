@@ -144,7 +144,8 @@ export function bulkWorkflowId(taskId: string): string {
 }
 export interface BulkOperationInput {
   taskId: string;
-  kind: OperationKind | 'discover';
+  /** accept: a bulk accept, whose rows the bulk workflow works itself (the nodes have no workflow yet). */
+  kind: OperationKind | 'discover' | 'accept';
   /** Where a continued run picks up. */
   phase?: 'notify' | 'steps' | 'finish';
 }

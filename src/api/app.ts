@@ -10,6 +10,7 @@ import type { NodeWorkflows } from '../temporal/node-workflows';
 import { requireOperator } from './auth';
 import { errorHandler, notFoundHandler } from './errors-middleware';
 import { agentRoutes } from './routes/agent-routes';
+import { bulkAcceptRoutes } from './routes/bulk-accept-routes';
 import { healthRoutes } from './routes/health-routes';
 import { enrollmentRoutes } from './routes/enrollment-routes';
 import { nodeRoutes } from './routes/node-routes';
@@ -71,6 +72,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use('/api/v1', requireOperator(deps.apiToken));
   app.use('/api/v1', nodeRoutes(deps.knex, deps.nodes, deps.workflows));
   app.use('/api/v1', operationRoutes(deps.knex, deps.operations));
+  app.use('/api/v1', bulkAcceptRoutes(deps.knex, deps.operations));
   app.use('/api/v1', enrollmentRoutes(deps.knex, deps.enrollment, deps.deploys));
   app.use('/api/v1', deployRoutes(deps.deploys));
   app.use('/api/v1', imageRoutes(deps.knex));

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import { ApiClient, CliError, parseExtraVars, resolveConnection } from './client';
+import { ApiClient, CliError, parseExtraVars, parseLimit, resolveConnection } from './client';
+import { ACCEPT_FROM_FILE_USAGE, acceptFromFile } from './accept-commands';
 import { abortDeploy, DEPLOY_USAGE, deployNodes, rebuildNode } from './deploy-commands';
 import { imagesCommand, IMAGES_USAGE } from './image-commands';
 import { table } from './render';
@@ -8,9 +9,10 @@ import { discoverNodes, DISCOVER_USAGE, sshCommand, SSH_USAGE } from './discover
 
 const USAGE = `nodectl: drive the node lifecycle service
 
-  nodectl nodes get [NAME...]                                  nodes and their states (all when none named)
-  nodectl nodes unmanaged                                      announced nodes waiting to be accepted
+  nodectl nodes get [NAME...] [--limit N]                      nodes and their states (all when none named)
+  nodectl nodes unmanaged [--limit N]                          announced nodes waiting to be accepted
   nodectl nodes accept NAME --fingerprint SHA256:... [--wait]  accept a node by its key fingerprint
+${ACCEPT_FROM_FILE_USAGE}
   nodectl nodes reinitialize NAME [--wait]                     retry initialization of a failed node
   nodectl nodes commission|decommission|maintenance [--extra-vars JSON] [--no-wait] NAME...
   nodectl nodes create NAME --driver ipmi|agent --driver-info k=v... [--instance-info k=v...] [--port MAC...]
@@ -23,8 +25,11 @@ ${DISCOVER_USAGE}
 ${IMAGES_USAGE}
 ${SSH_USAGE}
   nodectl tasks get ID
+  nodectl tasks list [--limit N]                               tasks, newest first
+  nodectl events list [--limit N]                              cluster events, newest first
 
 flags: --server URL (NODECTL_SERVER)  --token TOKEN (NODECTL_TOKEN)  --data-dir DIR (DATA_DIR)  --json
+Lists are fetched page by page until the end; --limit N stops after N entries.
 Without flags or environment, the URL and token come from DATA_DIR (default ./.data), as npm start leaves them.
 Exit status: 0 done, 1 failed (a failed task, or a node that reports an error), 2 usage.`;
 
@@ -33,6 +38,8 @@ interface Options {
   wait: boolean;
   fingerprint?: string;
   extraVars?: string;
+  /** --limit: at most this many entries of a list (default: all, page by page). */
+  limit?: number;
 }
 
 type Out = (text: string) => void;
@@ -49,7 +56,9 @@ async function main(argv: string[], out: Out): Promise<number> {
       wait: { type: 'boolean', default: false },
       'no-wait': { type: 'boolean', default: false },
       fingerprint: { type: 'string' },
+      'from-file': { type: 'string' },
       'extra-vars': { type: 'string' },
+      limit: { type: 'string' },
       driver: { type: 'string' },
       'driver-info': { type: 'string', multiple: true },
       'instance-info': { type: 'string', multiple: true },
@@ -72,9 +81,11 @@ async function main(argv: string[], out: Out): Promise<number> {
     return values.help ? 0 : 2;
   }
   const api = new ApiClient(resolveConnection({ server: values.server, token: values.token, dataDir: values['data-dir'] }));
-  const options: Options = { json: values.json, wait: values.wait, fingerprint: values.fingerprint, extraVars: values['extra-vars'] };
+  const options: Options = { json: values.json, wait: values.wait, fingerprint: values.fingerprint, extraVars: values['extra-vars'], limit: parseLimit(values.limit) };
 
   if (noun === 'tasks' && verb === 'get' && names.length === 1) return showTask(api, names[0]!, options, out);
+  if (noun === 'tasks' && verb === 'list' && names.length === 0) return listTasks(api, options, out);
+  if (noun === 'events' && verb === 'list' && names.length === 0) return listEvents(api, options, out);
   if (noun === 'images') return imagesCommand(api, verb, names, { json: values.json, kernel: values.kernel, initrd: values.initrd, disk: values.disk, sha256: values.sha256 }, out);
   if (noun === 'ssh') return sshCommand(api, verb, names, { json: values.json }, out);
   if (noun === 'nodes' && verb === 'discover') {
@@ -92,7 +103,10 @@ async function main(argv: string[], out: Out): Promise<number> {
     case 'unmanaged':
       return listUnmanaged(api, options, out);
     case 'accept':
-      if (names.length !== 1 || !options.fingerprint) throw new CliError('usage: nodectl nodes accept NAME --fingerprint SHA256:...', 2);
+      if (values['from-file'] !== undefined && names.length === 0 && !options.fingerprint) {
+        return acceptFromFile(api, values['from-file'], { json: values.json, wait: !values['no-wait'] }, out);
+      }
+      if (names.length !== 1 || !options.fingerprint) throw new CliError('usage: nodectl nodes accept NAME --fingerprint SHA256:... | nodectl nodes accept --from-file FILE|-', 2);
       return accept(api, names[0]!, options, out);
     case 'reinitialize':
       if (names.length !== 1) throw new CliError('usage: nodectl nodes reinitialize NAME', 2);
@@ -132,14 +146,14 @@ async function main(argv: string[], out: Out): Promise<number> {
 
 async function getNodes(api: ApiClient, names: string[], options: Options, out: Out): Promise<number> {
   const query = names.length > 0 ? `?nodes=${encodeURIComponent(names.join(','))}` : '';
-  const nodes = await api.request<any[]>('GET', `/api/v1/info/nodes${query}`);
+  const nodes = await api.list<any>(`/api/v1/info/nodes${query}`, { max: options.limit });
   if (options.json) out(JSON.stringify(nodes, null, 2));
   else out(table(['HOSTNAME', 'STATE', 'REACHABLE', 'ADDRESS', 'LAST ERROR'], nodes.map((n) => [n.hostname, n.state, n.reachable ? 'yes' : 'no', n.address, n.last_error])));
   return 0;
 }
 
 async function listUnmanaged(api: ApiClient, options: Options, out: Out): Promise<number> {
-  const nodes = await api.request<any[]>('GET', '/api/v1/unmanaged_nodes');
+  const nodes = await api.list<any>('/api/v1/unmanaged_nodes', { max: options.limit });
   if (options.json) out(JSON.stringify(nodes, null, 2));
   else {
     out(table(['HOSTNAME', 'FINGERPRINT', 'ADDRESS', 'ANNOUNCED', 'CLAIMS'], nodes.map((n) => [n.hostname, n.fingerprint, n.address, n.announced_at, claimsCell(n)])));
@@ -272,6 +286,20 @@ async function showTask(api: ApiClient, id: string, options: Options, out: Out):
     if (task.nodes) out(`\n${table(['NODE', 'RESULT', 'ERROR'], task.nodes.map((n: any) => [n.hostname, n.status, n.error]))}`);
   }
   return task.status === 'failed' ? 1 : 0;
+}
+
+async function listTasks(api: ApiClient, options: Options, out: Out): Promise<number> {
+  const tasks = await api.list<any>('/api/v1/tasks', { max: options.limit });
+  if (options.json) out(JSON.stringify(tasks, null, 2));
+  else out(table(['TASK', 'KIND', 'STATUS', 'NODE', 'CREATED', 'ERROR'], tasks.map((t) => [t.id, t.kind, t.status, t.hostname ?? '(bulk)', t.created_at, t.error])));
+  return 0;
+}
+
+async function listEvents(api: ApiClient, options: Options, out: Out): Promise<number> {
+  const events = await api.list<any>('/api/v1/events', { max: options.limit });
+  if (options.json) out(JSON.stringify(events, null, 2));
+  else out(table(['ID', 'TYPE', 'AT', 'NODES'], events.map((e) => [e.id, e.type, e.at, e.nodes.join(',')])));
+  return 0;
 }
 
 main(process.argv.slice(2), (text) => console.log(text)).then(

@@ -12,18 +12,23 @@ import { allowedVerbs, INSTALL_KINDS, nextState, operationTarget, slotPoolOf, ty
  * is taken under one advisory lock, so the rules hold with any number of workers and across restarts.
  */
 const SCHEDULER_LOCK = 7_270_001;
-const OPEN_STATUSES = ['queued', 'running', 'waiting'] as const;
+export const OPEN_STATUSES = ['queued', 'running', 'waiting'] as const;
 export type OperationStatus = 'queued' | 'running' | 'waiting' | 'succeeded' | 'failed';
 
 /** What the queue runs: a node's operation, or a discovery (an address, no node yet) taking a general slot. */
 export type QueueKind = OperationKind | 'discover';
+/**
+ * What a bulk task's rows can be: queue rows, or a bulk accept's (src/db/bulk-accept-repo.ts). An accept
+ * row is worked by its task's own workflow, never claimed by the node, and takes no slot.
+ */
+export type BulkKind = QueueKind | 'accept';
 
 export interface OperationRecord {
   id: number;
   taskId: string;
   /** null for a discovery: its node is named by the join (see `address`). */
   hostname: string | null;
-  kind: QueueKind;
+  kind: BulkKind;
   status: OperationStatus;
   extraVars: Record<string, unknown>;
   error: string | null;
@@ -53,7 +58,7 @@ function toOperation(row: any): OperationRecord {
   };
 }
 
-async function lockScheduler(trx: Knex.Transaction): Promise<void> {
+export async function lockScheduler(trx: Knex.Transaction): Promise<void> {
   await trx.raw('select pg_advisory_xact_lock(?)', [SCHEDULER_LOCK]);
 }
 
@@ -163,7 +168,8 @@ export async function withdrawBulk(knex: Knex, taskId: string, reason: string): 
  */
 export async function claimNextOperation(knex: Knex, hostname: string): Promise<OperationRecord | undefined> {
   return knex.transaction(async (trx) => {
-    const row = await trx('operations').where({ hostname }).whereIn('status', OPEN_STATUSES).orderBy('id').first().forUpdate();
+    // A bulk accept's row is its task's to work (the node has no workflow before it): never the node's.
+    const row = await trx('operations').where({ hostname }).whereNot({ kind: 'accept' }).whereIn('status', OPEN_STATUSES).orderBy('id').first().forUpdate();
     if (!row) return undefined;
     if (row.status !== 'queued') return toOperation(row);
     const now = new Date();

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { WorkflowClient } from '@temporalio/client';
 import type { Knex } from 'knex';
-import { submitBulk, withdrawBulk, type QueueKind } from '../db/operations-repo';
+import { submitBulk, withdrawBulk, type BulkKind } from '../db/operations-repo';
 import { Unavailable } from '../domain/errors';
 import type { OperationKind } from '../domain/states';
 import { log } from '../log';
@@ -29,7 +29,7 @@ export class OperationService {
   }
 
   /** Starts the workflow of a request queued in PostgreSQL; if Temporal cannot take it, its rows are withdrawn. */
-  async start(taskId: string, kind: QueueKind): Promise<void> {
+  async start(taskId: string, kind: BulkKind): Promise<void> {
     try {
       await this.client.withDeadline(Date.now() + this.temporalTimeoutMs, () =>
         this.client.start(bulkOperation, { workflowId: bulkWorkflowId(taskId), taskQueue: this.taskQueue, args: [{ taskId, kind }] }),

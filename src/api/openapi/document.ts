@@ -1,5 +1,6 @@
 import { createDocument } from 'zod-openapi';
 import { SESSION_COOKIE } from '../../dashboard/sessions';
+import { acceptPaths } from './accept-paths';
 import { dashboardPaths } from './dashboard-paths';
 import { fleetPaths } from './fleet-paths';
 import { nodePaths } from './node-paths';
@@ -52,7 +53,7 @@ export function buildOpenApiDocument(): OpenApiDocument {
       { name: 'dashboard', description: 'What the web dashboard calls: its session and its views.' },
       { name: 'service', description: 'Health and this document.' },
     ],
-    paths: { ...nodePaths, ...fleetPaths, ...dashboardPaths },
+    paths: { ...nodePaths, ...acceptPaths, ...fleetPaths, ...dashboardPaths },
   });
 }
 

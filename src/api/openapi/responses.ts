@@ -70,7 +70,7 @@ export const operationSchema = z
     hostname: z.string().nullable().meta({ description: 'null for a discovery until it names its node.' }),
     address: z.string().optional().meta({ description: "A discovery's address." }),
     step: z.string().nullable().optional().meta({ description: 'The step a discovery is at, or failed in.' }),
-    kind: z.enum([...OPERATION_KINDS, 'discover']),
+    kind: z.enum([...OPERATION_KINDS, 'discover', 'accept']),
     status: z.enum(['queued', 'running', 'waiting', 'succeeded', 'failed']),
     error: z.string().nullable(),
     result: jsonObject.nullable(),
@@ -269,3 +269,18 @@ export const errorSchema = z
     }),
   })
   .meta({ id: 'Error' });
+
+/**
+ * The headers of every paged list (src/api/paging.ts). The body stays a JSON array; a client that
+ * wants everything follows `Link rel="next"` (or sends `X-Next-Cursor` back as `?cursor=`) until a
+ * page has none.
+ */
+export const pageHeaders = z.object({
+  link: z
+    .string()
+    .optional()
+    .meta({ description: 'RFC 8288 `<...>; rel="next"`: this request with the next cursor; absent on the last page.', example: '</api/v1/nodes?state=active&limit=100&cursor=WyJub2RlMDEyMyJd>; rel="next"' }),
+  'x-next-cursor': z.string().optional().meta({ description: 'The bare cursor of the next page, for ?cursor=; absent on the last page.' }),
+  'x-total-count': z.string().regex(/^\d+$/).meta({ description: 'Entries matching the filters, over all pages: counted, or estimated when counting would read more than 10,000 rows.' }),
+  'x-total-count-estimated': z.literal('true').optional().meta({ description: "Present when X-Total-Count is the planner's estimate rather than a count." }),
+});
