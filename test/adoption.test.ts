@@ -341,7 +341,10 @@ describe('power', () => {
     // The silent node's BMC is replaced by one that swallows every packet (a hung BMC, not a refused port).
     await silent.bmc.stop();
     const blackHole = dgram.createSocket('udp4');
-    await new Promise<void>((resolve) => blackHole.bind(silent.bmc.port, silent.bmc.address, resolve));
+    await new Promise<void>((resolve, reject) => {
+      blackHole.once('error', reject);
+      blackHole.bind(silent.bmc.port, silent.bmc.address, resolve);
+    });
     try {
       await healthy.bmc.setPowerBehindTheBack('on');
       await waitFor(() => events('power_corrected', healthy.name), (e) => e.length === 1, { what: 'the healthy node to be corrected', timeoutMs: 60_000 });

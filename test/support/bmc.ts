@@ -96,12 +96,17 @@ export async function startBmc(credentials = { username: 'admin', password: `pw-
       await ipmitool('chassis', 'power', target);
     },
     async stop() {
-      // The "power" of the simulated server is ipmi_sim's startcmd child: stop the whole group.
+      // The "power" of the simulated server is ipmi_sim's startcmd child: stop the whole group. A kill
+      // is only sent: wait for the exit, or whoever binds the BMC's port next may find it still taken.
+      const running = child;
+      if (running.exitCode !== null || running.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => running.once('exit', () => resolve()));
       try {
-        process.kill(-child.pid!, 'SIGKILL');
+        process.kill(-running.pid!, 'SIGKILL');
       } catch {
-        // already gone
+        return; // already gone
       }
+      await exited;
     },
     async start() {
       launch();
