@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { Conflict, FingerprintMismatch } from '../domain/errors';
+import { exactTime, keysetPage, type Page, type PageRequest } from './page';
 
 /**
  * A key that announced itself under a hostname. Until the operator accepts one, every key is a claim of
@@ -47,14 +48,34 @@ export async function getClaim(knex: Knex, hostname: string, fingerprint: string
   return row ? toClaim(row) : undefined;
 }
 
-/** The keys waiting for the operator: pending claims of hostnames still unmanaged, oldest claim first. */
-export async function listPendingClaims(knex: Knex): Promise<PendingClaim[]> {
-  const rows: (ClaimRow & { claims: string | number })[] = await knex('node_claims as c')
-    .join('nodes as n', 'n.hostname', 'c.hostname')
-    .where({ 'n.state': 'unmanaged', 'c.status': 'pending' })
-    .select('c.*', knex.raw('count(*) over (partition by c.hostname) as claims'))
-    .orderBy([{ column: 'c.hostname' }, { column: 'c.first_seen_at' }, { column: 'c.fingerprint' }]);
-  return rows.map((row) => ({ ...toClaim(row), claims: Number(row.claims) }));
+/** Where a page of pending claims ends: hostname, first_seen_at (to the microsecond) and fingerprint. */
+export type ClaimKey = [hostname: string, firstSeenAt: string, fingerprint: string];
+
+/**
+ * The keys waiting for the operator: pending claims of hostnames still unmanaged, by hostname, oldest
+ * claim first, a page at a time. `claims` counts every pending key of the host, on this page or not.
+ */
+export async function pagePendingClaims(knex: Knex, filter: { hostname?: string }, page: PageRequest<ClaimKey>): Promise<Page<PendingClaim, ClaimKey>> {
+  const matching = () => {
+    const query = knex('node_claims as c')
+      .join('nodes as n', 'n.hostname', 'c.hostname')
+      .where({ 'n.state': 'unmanaged', 'c.status': 'pending' })
+      .select(
+        'c.*',
+        exactTime(knex, 'c.first_seen_at', 'first_seen_key'),
+        knex.raw("(select count(*) from node_claims o where o.hostname = c.hostname and o.status = 'pending') as claims"),
+      );
+    if (filter.hostname) query.where('c.hostname', filter.hostname);
+    return query;
+  };
+  type Row = ClaimRow & { first_seen_key: string; claims: string | number };
+  const result = await keysetPage<Row, ClaimKey>(knex, matching, page, {
+    after: (query, [hostname, firstSeenAt, fingerprint]) =>
+      query.whereRaw('(c.hostname, c.first_seen_at, c.fingerprint) > (?, ?::timestamptz, ?)', [hostname, firstSeenAt, fingerprint]),
+    order: (query) => query.orderBy([{ column: 'c.hostname' }, { column: 'c.first_seen_at' }, { column: 'c.fingerprint' }]),
+    keyOf: (row) => [row.hostname, row.first_seen_key, row.fingerprint],
+  });
+  return { ...result, rows: result.rows.map((row) => ({ ...toClaim(row), claims: Number(row.claims) })) };
 }
 
 export interface ClaimAnnouncement {

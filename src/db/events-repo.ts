@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { keysetPage, type Page, type PageRequest } from './page';
 
 export interface NodeEventRecord {
   id: number;
@@ -38,14 +39,36 @@ export interface ClusterEventRecord {
   at: Date;
 }
 
+function clusterEventsMatching(knex: Knex, filter: { node?: string; type?: string }): Knex.QueryBuilder {
+  const query = knex('cluster_events');
+  if (filter.type) query.where({ type: filter.type });
+  if (filter.node) query.whereRaw('nodes @> ?', [[filter.node]]);
+  return query;
+}
+
+type ClusterEventRow = { id: string | number; type: string; nodes: string[]; at: Date };
+const toClusterEvent = (r: ClusterEventRow): ClusterEventRecord => ({ id: Number(r.id), type: r.type, nodes: r.nodes, at: r.at });
+
 export async function listClusterEvents(
   knex: Knex,
   filter: { node?: string; type?: string; limit: number; offset: number },
 ): Promise<ClusterEventRecord[]> {
-  const query = knex('cluster_events').orderBy('id', 'desc').limit(filter.limit).offset(filter.offset);
-  if (filter.type) query.where({ type: filter.type });
-  if (filter.node) query.whereRaw('nodes @> ?', [[filter.node]]);
-  return (await query).map((r) => ({ id: Number(r.id), type: r.type, nodes: r.nodes, at: r.at }));
+  const query = clusterEventsMatching(knex, filter).orderBy('id', 'desc').limit(filter.limit).offset(filter.offset);
+  return ((await query) as ClusterEventRow[]).map(toClusterEvent);
+}
+
+/** Cluster events, newest first, a page at a time; the id is the cursor (type by (type, id), node by its GIN index). */
+export async function pageClusterEvents(
+  knex: Knex,
+  filter: { node?: string; type?: string },
+  page: PageRequest<number>,
+): Promise<Page<ClusterEventRecord, number>> {
+  const result = await keysetPage<ClusterEventRow, number>(knex, () => clusterEventsMatching(knex, filter), page, {
+    after: (query, id) => query.where('id', '<', id),
+    order: (query) => query.orderBy('id', 'desc'),
+    keyOf: (row) => Number(row.id),
+  });
+  return { ...result, rows: result.rows.map(toClusterEvent) };
 }
 
 /**

@@ -297,6 +297,22 @@ const MIGRATIONS: Migration[] = [
       await knex.raw('create index tasks_updated_at on tasks (updated_at)');
     },
   },
+  {
+    name: '008_paged_list_indexes',
+    async up(knex) {
+      // Every list pages by a unique key (keyset), and each filter has an index that is already in the
+      // order of its key, so a page reads its 100 rows and stops, whatever the table's size. These replace
+      // the single-column indexes on the same leading column.
+      await knex.raw('create index nodes_state_hostname on nodes (state, hostname)');
+      await knex.raw('drop index if exists nodes_state_index');
+      await knex.raw('create index tasks_created_id on tasks (created_at, id)');
+      await knex.raw('create index tasks_hostname_created_id on tasks (hostname, created_at, id)');
+      await knex.raw('create index tasks_status_created_id on tasks (status, created_at, id)');
+      await knex.raw('drop index if exists tasks_hostname_index');
+      await knex.raw('drop index if exists tasks_status_index');
+      await knex.raw("create index node_claims_pending on node_claims (hostname, first_seen_at, fingerprint) where status = 'pending'");
+    },
+  },
 ];
 
 /** The one way the schema is brought up to date: start-up and tests alike call this. */

@@ -3,6 +3,7 @@ import { Conflict } from '../domain/errors';
 import type { NodeState } from '../domain/states';
 import { log } from '../log';
 import { recordClaim } from './claims-repo';
+import { keysetPage, type Page, type PageRequest } from './page';
 import { enterNode } from './transitions-repo';
 
 export interface NodeRecord {
@@ -95,15 +96,33 @@ export async function getNode(knex: Knex, hostname: string): Promise<NodeRecord 
   return row ? toNode(row) : undefined;
 }
 
-export async function listNodes(
-  knex: Knex,
-  filter: { states?: NodeState[]; excludeStates?: NodeState[]; hostnames?: string[] } = {},
-): Promise<NodeRecord[]> {
-  const query = knex<NodeRow>('nodes').orderBy('hostname');
+export interface NodeFilter {
+  states?: NodeState[];
+  excludeStates?: NodeState[];
+  hostnames?: string[];
+}
+
+function nodesMatching(knex: Knex, filter: NodeFilter): Knex.QueryBuilder<NodeRow> {
+  const query = knex<NodeRow>('nodes');
   if (filter.hostnames) query.whereRaw('hostname = any(?)', [filter.hostnames]);
   if (filter.states) query.whereIn('state', filter.states);
   if (filter.excludeStates) query.whereNotIn('state', filter.excludeStates);
-  return (await query).map(toNode);
+  return query;
+}
+
+/** Every matching node, by hostname: for callers that name their nodes (a bounded list). */
+export async function listNodes(knex: Knex, filter: NodeFilter = {}): Promise<NodeRecord[]> {
+  return (await nodesMatching(knex, filter).orderBy('hostname')).map(toNode);
+}
+
+/** A page of nodes by hostname (unique, so it is the cursor), backed by nodes (state, hostname) or the primary key. */
+export async function pageNodes(knex: Knex, filter: NodeFilter, page: PageRequest<string>): Promise<Page<NodeRecord, string>> {
+  const result = await keysetPage<NodeRow, string>(knex, () => nodesMatching(knex, filter), page, {
+    after: (query, hostname) => query.where('hostname', '>', hostname),
+    order: (query) => query.orderBy('hostname'),
+    keyOf: (row) => row.hostname,
+  });
+  return { ...result, rows: result.rows.map(toNode) };
 }
 
 export interface Announcement {

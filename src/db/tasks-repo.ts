@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { RequestExpired } from '../domain/errors';
+import { exactTime, keysetPage, type Page, type PageRequest } from './page';
 
 export const TASK_STATUSES = ['queued', 'running', 'succeeded', 'failed'] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
@@ -109,12 +110,28 @@ export async function getTask(knex: Knex, id: string): Promise<TaskRecord | unde
   return row ? toTask(row) : undefined;
 }
 
-export async function listTasks(
+/** Where a page of tasks ends: created_at (to the microsecond) and id. */
+export type TaskKey = [createdAt: string, id: string];
+
+/**
+ * Tasks, newest first, a page at a time. (created_at, id) is unique, so it is the cursor; the indexes
+ * (created_at, id), (hostname, created_at, id) and (status, created_at, id) serve each filter.
+ */
+export async function pageTasks(
   knex: Knex,
-  filter: { hostname?: string; status?: TaskStatus; limit: number; offset: number },
-): Promise<TaskRecord[]> {
-  const query = knex<TaskRow>('tasks').orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id' }]);
-  if (filter.hostname) query.where({ hostname: filter.hostname });
-  if (filter.status) query.where({ status: filter.status });
-  return (await query.limit(filter.limit).offset(filter.offset)).map(toTask);
+  filter: { hostname?: string; status?: TaskStatus },
+  page: PageRequest<TaskKey>,
+): Promise<Page<TaskRecord, TaskKey>> {
+  const matching = () => {
+    const query = knex('tasks').select('*', exactTime(knex, 'created_at', 'created_key'));
+    if (filter.hostname) query.where({ hostname: filter.hostname });
+    if (filter.status) query.where({ status: filter.status });
+    return query;
+  };
+  const result = await keysetPage<TaskRow & { created_key: string }, TaskKey>(knex, matching, page, {
+    after: (query, [createdAt, id]) => query.whereRaw('(created_at, id) < (?::timestamptz, ?::uuid)', [createdAt, id]),
+    order: (query) => query.orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }]),
+    keyOf: (row) => [row.created_key, row.id],
+  });
+  return { ...result, rows: result.rows.map(toTask) };
 }

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { ZodOpenApiPathsObject } from 'zod-openapi';
 import { announceSchema, readySchema } from '../routes/agent-routes';
 import { enrollSchema, patchSchema, powerSchema, provisionSchema } from '../routes/enrollment-routes';
-import { acceptSchema, actionSchema, nodesQuery } from '../routes/node-routes';
+import { acceptSchema, actionSchema, nodesQuery, unmanagedQuery } from '../routes/node-routes';
 import { hostnameSchema } from '../validation';
 import { agent, jsonBody, noContent, ok, operator, refusals, withLocation } from './operation-parts';
 import {
@@ -11,6 +11,7 @@ import {
   nodeDetailSchema,
   nodeSchema,
   nodeTaskSchema,
+  pageHeaders,
   powerReadingSchema,
   powerTaskSchema,
   readyResponseSchema,
@@ -44,8 +45,9 @@ export const nodePaths: ZodOpenApiPathsObject = {
       tags: ['nodes'],
       operationId: 'listUnmanagedNodes',
       summary: 'Keys claiming hosts not yet accepted',
-      description: 'One entry per key; several keys for one host are listed side by side with `conflict: true`.',
-      responses: { 200: ok('The claims.', z.array(unmanagedSchema)) },
+      description: 'One entry per key, by host name then oldest claim; several keys for one host are listed side by side with `conflict: true`. Paged: see the response headers.',
+      requestParams: { query: unmanagedQuery },
+      responses: { 200: { ...ok('A page of claims.', z.array(unmanagedSchema)), headers: pageHeaders } },
     }),
   },
   '/api/v1/agent/ready': {
@@ -80,8 +82,9 @@ export const nodePaths: ZodOpenApiPathsObject = {
       tags: ['nodes'],
       operationId: 'listNodes',
       summary: 'Accepted nodes, or those in one state',
+      description: 'By host name, a page at a time: follow `Link rel="next"` (or pass `X-Next-Cursor` as `cursor`) until a page has none.',
       requestParams: { query: nodesQuery },
-      responses: { 200: ok('The nodes.', z.array(nodeSchema)) },
+      responses: { 200: { ...ok('A page of nodes.', z.array(nodeSchema)), headers: pageHeaders } },
     }),
     post: operator({
       tags: ['enrollment'],

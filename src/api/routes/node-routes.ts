@@ -1,16 +1,17 @@
 import { Router } from 'express';
 import type { Knex } from 'knex';
 import { z } from 'zod';
-import { listPendingClaims } from '../../db/claims-repo';
+import { pagePendingClaims } from '../../db/claims-repo';
 import { listClusterEvents, listNodeEvents } from '../../db/events-repo';
 import { openOperationsOf } from '../../db/operations-repo';
-import { getNode, listNodes } from '../../db/nodes-repo';
+import { getNode, pageNodes } from '../../db/nodes-repo';
 import { NotFound } from '../../domain/errors';
 import { NODE_STATES, type NodeState } from '../../domain/states';
 import type { NodeService } from '../../services/node-service';
 import type { NodeWorkflows } from '../../temporal/node-workflows';
 import { getBootEntry } from '../../provisioning/boot-entries-repo';
 import { latestInstallOf } from '../../provisioning/installs-repo';
+import { cursorParam, limitParam, sendPage, timeKey } from '../paging';
 import { presentBootEntry, presentEvent, presentInstall, presentNode, presentOperation, presentUnmanaged } from '../present';
 import { fingerprintSchema, hostnameSchema, noQuery, oneValue, parse } from '../validation';
 
@@ -22,7 +23,16 @@ export const actionSchema = z
     action: z.enum(['reinitialize'], { error: 'must be one of: reinitialize' }),
   })
   .meta({ id: 'NodeActionRequest' });
-export const nodesQuery = z.strictObject({ state: oneValue(z.enum(NODE_STATES)).optional().meta({ description: 'Only nodes in this state (default: every accepted node).' }) });
+export const nodesQuery = z.strictObject({
+  state: oneValue(z.enum(NODE_STATES)).optional().meta({ description: 'Only nodes in this state (default: every accepted node).' }),
+  limit: limitParam,
+  cursor: cursorParam(z.string().pipe(hostnameSchema)),
+});
+export const unmanagedQuery = z.strictObject({
+  hostname: oneValue(hostnameSchema).optional().meta({ description: "Only this host's claims." }),
+  limit: limitParam,
+  cursor: cursorParam(z.tuple([hostnameSchema, timeKey, fingerprintSchema])),
+});
 
 function taskAccepted(res: import('express').Response, hostname: string, result: { task_id: string; state: string }) {
   res
@@ -36,8 +46,8 @@ export function nodeRoutes(knex: Knex, nodes: NodeService, workflows: NodeWorkfl
   const router = Router();
 
   router.get('/unmanaged_nodes', async (req, res) => {
-    parse(noQuery, req.query, 'query');
-    res.json((await listPendingClaims(knex)).map(presentUnmanaged));
+    const { hostname, limit, cursor } = parse(unmanagedQuery, req.query, 'query');
+    sendPage(req, res, await pagePendingClaims(knex, { hostname }, { limit, after: cursor }), presentUnmanaged, { limit });
   });
 
   router.post('/unmanaged_nodes/:hostname/accept', async (req, res) => {
@@ -50,9 +60,9 @@ export function nodeRoutes(knex: Knex, nodes: NodeService, workflows: NodeWorkfl
   });
 
   router.get('/nodes', async (req, res) => {
-    const { state } = parse(nodesQuery, req.query, 'query');
+    const { state, limit, cursor } = parse(nodesQuery, req.query, 'query');
     const filter = state ? { states: [state as NodeState] } : { excludeStates: ['unmanaged' as NodeState] };
-    res.json((await listNodes(knex, filter)).map(presentNode));
+    sendPage(req, res, await pageNodes(knex, filter, { limit, after: cursor }), presentNode, { limit });
   });
 
   router.get('/nodes/:hostname', async (req, res) => {

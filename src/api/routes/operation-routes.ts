@@ -1,11 +1,12 @@
 import { Router } from 'express';
 import type { Knex } from 'knex';
 import { z } from 'zod';
-import { CLUSTER_EVENT_TYPES, listClusterEvents } from '../../db/events-repo';
-import { listNodes } from '../../db/nodes-repo';
+import { CLUSTER_EVENT_TYPES, pageClusterEvents } from '../../db/events-repo';
+import { pageNodes } from '../../db/nodes-repo';
 import { ValidationFailed } from '../../domain/errors';
 import { HOOK_KINDS } from '../../domain/states';
 import type { OperationService } from '../../services/operation-service';
+import { cursorParam, limitParam, refuseOffsetWithCursor, sendPage } from '../paging';
 import { presentNode } from '../present';
 import { hostnameSchema, listParam, oneValue, paginationSchema, parse } from '../validation';
 
@@ -31,10 +32,13 @@ export const bulkSchema = z
 export const infoSchema = z.strictObject({ nodes: z.array(z.string()).max(100_000).optional() }).meta({ id: 'InfoRequest' });
 export const infoQuery = z.strictObject({
   nodes: listParam.optional().meta({ description: 'Names, as ?nodes=a,b or ?nodes=a&nodes=b; unknown names are ignored, none means all.' }),
+  limit: limitParam,
+  cursor: cursorParam(z.string().pipe(hostnameSchema)),
 });
 export const eventsQuery = paginationSchema.extend({
   node: oneValue(hostnameSchema).optional().meta({ description: 'Only events that concern this node.' }),
   type: oneValue(z.enum(CLUSTER_EVENT_TYPES)).optional(),
+  cursor: cursorParam(z.number().int().positive()),
 });
 
 /** contiv's multi-node endpoints. */
@@ -52,20 +56,22 @@ export function operationRoutes(knex: Knex, operations: OperationService): Route
   // The names may come as a JSON body (contiv) or as ?nodes=a,b (or nodes=a&nodes=b); unknown names are
   // ignored, none means all.
   router.get('/info/nodes', async (req, res) => {
-    const fromQuery = parse(infoQuery, req.query, 'query').nodes;
+    const { nodes: fromQuery, limit, cursor } = parse(infoQuery, req.query, 'query');
     const fromBody = req.body === undefined ? undefined : parse(infoSchema, req.body).nodes;
     if (fromQuery !== undefined && fromBody !== undefined) {
       throw new ValidationFailed([{ field: 'nodes', problem: 'is given both in the query and in the body; give it in one' }]);
     }
     const names = fromQuery ?? fromBody ?? [];
-    const nodes = await listNodes(knex, names.length > 0 ? { hostnames: names } : {});
-    res.json(nodes.map(presentNode));
+    const page = await pageNodes(knex, names.length > 0 ? { hostnames: names } : {}, { limit, after: cursor });
+    // Names sent in the body are not in a link: the next page is the same body with ?cursor=.
+    sendPage(req, res, page, presentNode, { limit, withLink: fromBody === undefined });
   });
 
   router.get('/events', async (req, res) => {
-    const query = parse(eventsQuery, req.query, 'query');
-    const events = await listClusterEvents(knex, query);
-    res.json(events.map((e) => ({ id: e.id, type: e.type, nodes: e.nodes, at: e.at.toISOString() })));
+    const { limit, offset, cursor, ...filter } = parse(eventsQuery, req.query, 'query');
+    refuseOffsetWithCursor({ cursor, offset });
+    const page = await pageClusterEvents(knex, filter, { limit, offset, after: cursor });
+    sendPage(req, res, page, (e) => ({ id: e.id, type: e.type, nodes: e.nodes, at: e.at.toISOString() }), { limit });
   });
 
   return router;

@@ -1,9 +1,10 @@
 import { Router } from 'express';
 import type { Knex } from 'knex';
 import { z } from 'zod';
-import { getTask, listTasks, TASK_STATUSES } from '../../db/tasks-repo';
+import { getTask, pageTasks, TASK_STATUSES } from '../../db/tasks-repo';
 import { NotFound } from '../../domain/errors';
 import { operationsOfTask, taskProgress } from '../../db/operations-repo';
+import { cursorParam, refuseOffsetWithCursor, sendPage, timeKey } from '../paging';
 import { presentOperation, presentTask } from '../present';
 import { hostnameSchema, oneValue, paginationSchema, parse } from '../validation';
 
@@ -17,13 +18,15 @@ export const nodePage = z.strictObject({
 export const tasksQuery = paginationSchema.extend({
   hostname: oneValue(hostnameSchema).optional().meta({ description: "Only this node's tasks." }),
   status: oneValue(z.enum(TASK_STATUSES)).optional(),
+  cursor: cursorParam(z.tuple([timeKey, z.uuid()])),
 });
 
 export function taskRoutes(knex: Knex): Router {
   const router = Router();
   router.get('/tasks', async (req, res) => {
-    const query = parse(tasksQuery, req.query, 'query');
-    res.json((await listTasks(knex, query)).map(presentTask));
+    const { limit, offset, cursor, ...filter } = parse(tasksQuery, req.query, 'query');
+    refuseOffsetWithCursor({ cursor, offset });
+    sendPage(req, res, await pageTasks(knex, filter, { limit, offset, after: cursor }), presentTask, { limit });
   });
   // A bulk task carries its per-node progress and results (paged with node_limit / node_offset).
   router.get('/tasks/:id', async (req, res) => {
