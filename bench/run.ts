@@ -55,7 +55,7 @@ async function main(): Promise<void> {
       headers: { authorization: `Bearer ${service.apiToken}`, 'content-type': 'application/json' },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
-    return { status: res.status, body: (await res.json()) as any };
+    return { status: res.status, body: (await res.json()) as any, headers: res.headers };
   };
   log(`service up; ${database ? 'PostgreSQL' : 'PGlite'}, cap ${config.maxConcurrentOperations}; starting ${NODES} agents`);
 
@@ -63,7 +63,8 @@ async function main(): Promise<void> {
   const names = fleet.hostnames;
   const t0 = Date.now();
   for (;;) {
-    const pending = (await api('GET', '/api/v1/unmanaged_nodes')).body.length;
+    // Lists are paged: the total header counts them all (exactly, below 10,000).
+    const pending = Number((await api('GET', '/api/v1/unmanaged_nodes?limit=1')).headers.get('x-total-count'));
     if (pending >= NODES) break;
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -77,8 +78,7 @@ async function main(): Promise<void> {
   const accepted = Date.now();
   const knex = knexFactory({ client: 'pg', connection: database?.url ?? '', pool: { min: 0, max: 2 } });
   const countIn = async (state: string) => {
-    const nodes = (await api('GET', '/api/v1/nodes')).body as { state: string }[];
-    return nodes.filter((n) => n.state === state).length;
+    return Number((await api('GET', `/api/v1/nodes?state=${state}&limit=1`)).headers.get('x-total-count'));
   };
   while ((await countIn('active')) < NODES) await new Promise((r) => setTimeout(r, 500));
   const active = Date.now();
