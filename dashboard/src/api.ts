@@ -18,6 +18,10 @@ export function whenUnauthorized(handler: () => void): void {
 }
 
 export async function api<T = unknown>(method: string, path: string, body?: unknown, options: { login?: boolean } = {}): Promise<T> {
+  return (await call<T>(method, path, body, options)).body;
+}
+
+async function call<T>(method: string, path: string, body?: unknown, options: { login?: boolean } = {}): Promise<{ body: T; headers: Headers }> {
   const headers: Record<string, string> = {
     accept: 'application/json',
     // The service refuses cookie-authenticated changes without it: another site's form cannot set it.
@@ -37,7 +41,7 @@ export async function api<T = unknown>(method: string, path: string, body?: unkn
     if (res.status === 401 && !options.login) onUnauthorized();
     throw new ApiError(res.status, error?.message ?? `${res.status} ${res.statusText}`, parsed);
   }
-  return parsed as T;
+  return { body: parsed as T, headers: res.headers };
 }
 
 export const get = <T,>(path: string) => api<T>('GET', path);
@@ -48,4 +52,19 @@ export function query(params: Record<string, string | number | undefined>): stri
   for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== '') search.set(k, String(v));
   const text = search.toString();
   return text ? `?${text}` : '';
+}
+
+/** The first `want` entries of a paged list, page after page by X-Next-Cursor; `more` when the list goes on. */
+export async function getMany<T>(path: string, want: number): Promise<{ rows: T[]; total: number; more: boolean }> {
+  const rows: T[] = [];
+  let cursor: string | null = null;
+  let total = 0;
+  do {
+    const separator = path.includes('?') ? '&' : '?';
+    const page: { body: T[]; headers: Headers } = await call<T[]>('GET', `${path}${separator}${query({ limit: Math.min(1000, want - rows.length), cursor: cursor ?? undefined }).slice(1)}`);
+    rows.push(...page.body);
+    total = Number(page.headers.get('x-total-count') ?? rows.length);
+    cursor = page.headers.get('x-next-cursor');
+  } while (cursor !== null && rows.length < want);
+  return { rows, total, more: cursor !== null };
 }

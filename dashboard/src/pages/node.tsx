@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { get } from '../api';
+import { get, query } from '../api';
 import { accept, NODE_VERBS, power, POWER_TARGETS } from '../actions';
 import { ConfirmButton, ErrorText, Json, Loading, StateBadge, Time } from '../components';
 import { useLoad } from '../live';
@@ -248,7 +248,7 @@ function PowerPanel({ node, done }: { node: NodeDetail; done: (result: unknown) 
 
 /** The keys claiming an unmanaged host: accepting one asks the operator to compare its fingerprint. */
 function AcceptClaims({ hostname }: { hostname: string }) {
-  const claims = useLoad<Claim[]>(`claims:${hostname}`, async () => (await get<Claim[]>('/api/v1/unmanaged_nodes')).filter((c) => c.hostname === hostname), (c) =>
+  const claims = useLoad<Claim[]>(`claims:${hostname}`, async () => get<Claim[]>(`/api/v1/unmanaged_nodes${query({ hostname })}`), (c) =>
     c.nodes.some((n) => n.hostname === hostname),
   );
   if (!claims.data) return <Loading error={claims.error} />;

@@ -1,5 +1,5 @@
 import { useState } from 'preact/hooks';
-import { get } from '../api';
+import { getMany } from '../api';
 import { accept } from '../actions';
 import { ConfirmButton, Loading, NodeLink, Time } from '../components';
 import { useLoad } from '../live';
@@ -7,12 +7,16 @@ import type { Claim } from '../types';
 import { AcceptButton } from './node';
 
 const keyOf = (c: Claim) => `${c.hostname} ${c.fingerprint}`;
+/** Claims shown at first, and added by each "show more": the list is paged by the server. */
+const STEP = 100;
 
 /** Keys waiting for the operator: accept one after comparing its fingerprint, or several at once. */
 export function Unmanaged() {
-  const claims = useLoad<Claim[]>('unmanaged', () => get('/api/v1/unmanaged_nodes'), (c) => c.nodes.length > 0 || c.more_nodes || c.gone.length > 0, 1000);
+  const [want, setWant] = useState(STEP);
+  const page = useLoad(`unmanaged:${want}`, () => getMany<Claim>('/api/v1/unmanaged_nodes', want), (c) => c.nodes.length > 0 || c.more_nodes || c.gone.length > 0, 1000);
   const [selected, setSelected] = useState<Set<string>>(new Set());
-  if (!claims.data) return <Loading error={claims.error} />;
+  if (!page.data) return <Loading error={page.error} />;
+  const claims = { data: page.data.rows };
   const chosen = claims.data.filter((c) => selected.has(keyOf(c)));
   const twice = chosen.filter((c, i) => chosen.findIndex((o) => o.hostname === c.hostname) !== i).map((c) => c.hostname);
   const toggle = (key: string) =>
@@ -95,6 +99,14 @@ export function Unmanaged() {
           </tbody>
         </table>
       )}
+      {page.data.more ? (
+        <p class="muted">
+          {claims.data.length} of {page.data.total} shown.{' '}
+          <button type="button" onClick={() => setWant((n) => n + STEP)}>
+            Show {STEP} more
+          </button>
+        </p>
+      ) : null}
     </section>
   );
 }
