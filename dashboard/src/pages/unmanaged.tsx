@@ -16,8 +16,8 @@ export function Unmanaged() {
   const page = useLoad(`unmanaged:${want}`, () => getMany<Claim>('/api/v1/unmanaged_nodes', want), (c) => c.nodes.length > 0 || c.more_nodes || c.gone.length > 0, 1000);
   const [selected, setSelected] = useState<Set<string>>(new Set());
   if (!page.data) return <Loading error={page.error} />;
-  const claims = { data: page.data.rows };
-  const chosen = claims.data.filter((c) => selected.has(keyOf(c)));
+  const claims = page.data.rows;
+  const chosen = claims.filter((c) => selected.has(keyOf(c)));
   const twice = chosen.filter((c, i) => chosen.findIndex((o) => o.hostname === c.hostname) !== i).map((c) => c.hostname);
   const toggle = (key: string) =>
     setSelected((s) => {
@@ -58,7 +58,7 @@ export function Unmanaged() {
         </ConfirmButton>
         {twice.length > 0 ? <span class="bad">Choose one key per host: {[...new Set(twice)].join(', ')}</span> : null}
       </div>
-      {claims.data.length === 0 ? (
+      {claims.length === 0 ? (
         <p class="muted">No agent is waiting.</p>
       ) : (
         <table class="list" data-testid="unmanaged-list">
@@ -74,7 +74,7 @@ export function Unmanaged() {
             </tr>
           </thead>
           <tbody>
-            {claims.data.map((c) => (
+            {claims.map((c) => (
               <tr key={keyOf(c)} data-hostname={c.hostname} class={c.conflict ? 'conflict' : ''}>
                 <td>
                   <input type="checkbox" aria-label={`select ${c.hostname} ${c.fingerprint}`} checked={selected.has(keyOf(c))} onChange={() => toggle(keyOf(c))} />
@@ -101,7 +101,7 @@ export function Unmanaged() {
       )}
       {page.data.more ? (
         <p class="muted">
-          {claims.data.length} of {page.data.total} shown.{' '}
+          {claims.length} of {page.data.total} shown.{' '}
           <button type="button" onClick={() => setWant((n) => n + STEP)}>
             Show {STEP} more
           </button>

@@ -38,6 +38,7 @@ export const infoQuery = z.strictObject({
 export const eventsQuery = paginationSchema.extend({
   node: oneValue(hostnameSchema).optional().meta({ description: 'Only events that concern this node.' }),
   type: oneValue(z.enum(CLUSTER_EVENT_TYPES)).optional(),
+  limit: limitParam,
   cursor: cursorParam(z.number().int().positive()),
 });
 

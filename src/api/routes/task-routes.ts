@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { getTask, pageTasks, TASK_STATUSES } from '../../db/tasks-repo';
 import { NotFound } from '../../domain/errors';
 import { operationsOfTask, taskProgress } from '../../db/operations-repo';
-import { cursorParam, refuseOffsetWithCursor, sendPage, timeKey } from '../paging';
+import { cursorParam, limitParam, refuseOffsetWithCursor, sendPage, timeKey } from '../paging';
 import { presentOperation, presentTask } from '../present';
 import { hostnameSchema, oneValue, paginationSchema, parse } from '../validation';
 
@@ -18,6 +18,7 @@ export const nodePage = z.strictObject({
 export const tasksQuery = paginationSchema.extend({
   hostname: oneValue(hostnameSchema).optional().meta({ description: "Only this node's tasks." }),
   status: oneValue(z.enum(TASK_STATUSES)).optional(),
+  limit: limitParam,
   cursor: cursorParam(z.tuple([timeKey, z.uuid()])),
 });
 
