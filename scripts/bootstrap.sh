@@ -39,6 +39,13 @@ else
 fi
 export TEMPORAL_CLI_PATH="$cli"
 
+# 3. The cluster engine (a Temporal server on PostgreSQL), only when asked for: ENGINE=cluster
+#    (`npm run cluster`) or BOOTSTRAP_CLUSTER=1 (`npm test`, whose cluster tests need it).
+if [ "${ENGINE:-}" = cluster ] || [ "${BOOTSTRAP_CLUSTER:-}" = 1 ]; then
+  # shellcheck source=scripts/cluster.sh
+  source "$root/scripts/cluster.sh"
+fi
+
 [ "$#" -gt 0 ] || exit 0
 bin="$1"; shift
 if [ -x "$root/node_modules/.bin/$bin" ]; then bin="$root/node_modules/.bin/$bin"; fi

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import type { DeploySettings } from '../workflows/definitions';
+import { clusterBinaryDefaults } from './cluster/versions';
 import { parseDuration } from './duration';
 import { decodeSecretsKey } from './secrets/secret-box';
 
@@ -9,8 +10,12 @@ export interface Config {
   dataDir: string;
   /** Unset: an embedded PGlite database under dataDir. */
   databaseUrl?: string;
-  /** Unset: the service spawns the Temporal dev server itself. */
+  /** Unset: the service runs Temporal itself, as ENGINE says. */
   temporalAddress?: string;
+  /** ENGINE: the dev server (SQLite, one shard) or a Temporal server on PostgreSQL (`cluster`). */
+  engine: 'dev' | 'cluster';
+  /** Set when engine is `cluster`. */
+  cluster?: ClusterConfig;
   temporalPort: number;
   temporalUiPort: number;
   /** The web UI of a Temporal server the service does not run itself (TEMPORAL_ADDRESS), for links to workflows. */
@@ -66,6 +71,28 @@ export interface DiscoverConfig {
   sandbox: string | undefined;
   /** An ssh-agent whose keys are offered beside the service's own. */
   agentSocket: string | undefined;
+}
+
+/** The cluster engine: a Temporal server process (all four services) on PostgreSQL, plus its web UI. */
+export interface ClusterConfig {
+  /** The PostgreSQL server Temporal keeps its two databases on (its path is ignored). */
+  databaseUrl: string;
+  database: string;
+  visibilityDatabase: string;
+  /** Fixed when the cluster's databases are first set up; a different value later is refused. */
+  historyShards: number;
+  /** The address the server's ports bind to, and the one other hosts reach it at. */
+  bindIp: string;
+  broadcastAddress: string;
+  /** gRPC: frontend (TEMPORAL_PORT), history, matching, worker. */
+  ports: { frontend: number; history: number; matching: number; worker: number };
+  /** Ringpop membership, one per service, in that order (at most 32767: PostgreSQL stores a SMALLINT). */
+  membershipPorts: { frontend: number; history: number; matching: number; worker: number };
+  /** PostgreSQL connections per store per service in this process (visibility gets half). */
+  maxConns: number;
+  serverPath: string;
+  sqlToolPath: string;
+  uiServerPath: string;
 }
 
 /** One provisioning network: dnsmasq's per-node files, its address pool, and the machine endpoints. */
@@ -200,6 +227,69 @@ function discoverConfig(env: Env): DiscoverConfig {
   };
 }
 
+/** Production guidance is hundreds; it cannot change once the cluster exists, so the default is generous. */
+export const DEFAULT_HISTORY_SHARDS = 512;
+
+function engine(env: Env): 'dev' | 'cluster' {
+  const raw = env.ENGINE || 'dev';
+  if (raw !== 'dev' && raw !== 'cluster') throw new ConfigError(`ENGINE=${raw} must be dev or cluster`);
+  return raw;
+}
+
+function postgresServerUrl(env: Env, name: string, raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`${name} is not a URL`);
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') throw new ConfigError(`${name} must be a postgres:// URL`);
+  url.pathname = '/';
+  url.search = '';
+  return url.toString();
+}
+
+function databaseName(env: Env, name: string, fallback: string): string {
+  const value = env[name] || fallback;
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(value)) throw new ConfigError(`${name}=${value} must be a lower-case PostgreSQL name (letters, digits, _)`);
+  return value;
+}
+
+function clusterConfig(env: Env, frontendPort: number): ClusterConfig {
+  // Not named: the server of DATABASE_URL (the inventory's), else a local PostgreSQL.
+  const databaseUrl = env.TEMPORAL_DATABASE_URL
+    ? postgresServerUrl(env, 'TEMPORAL_DATABASE_URL', env.TEMPORAL_DATABASE_URL)
+    : postgresServerUrl(env, 'DATABASE_URL', env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/');
+  const database = databaseName(env, 'TEMPORAL_DB', 'temporal');
+  const visibilityDatabase = databaseName(env, 'TEMPORAL_VISIBILITY_DB', 'temporal_visibility');
+  if (database === visibilityDatabase) throw new ConfigError('TEMPORAL_DB and TEMPORAL_VISIBILITY_DB must differ');
+  if (frontendPort === 0 || frontendPort > 65532) throw new ConfigError(`TEMPORAL_PORT=${frontendPort}: the cluster engine uses it and the 3 ports after it (1-65532)`);
+  const membership = port(env, 'TEMPORAL_MEMBERSHIP_PORT', 6933);
+  if (membership === 0 || membership > 32764) {
+    throw new ConfigError(`TEMPORAL_MEMBERSHIP_PORT=${membership}: it and the 3 ports after it must be 1-32767 (Temporal stores them as a SMALLINT)`);
+  }
+  const bindIp = env.TEMPORAL_BIND_IP || '127.0.0.1';
+  const broadcastAddress = env.TEMPORAL_BROADCAST_ADDRESS || bindIp;
+  if (broadcastAddress === '0.0.0.0' || broadcastAddress === '::') {
+    throw new ConfigError(`TEMPORAL_BIND_IP=${bindIp}: set TEMPORAL_BROADCAST_ADDRESS to the address other hosts reach this one at`);
+  }
+  const binaries = clusterBinaryDefaults(env);
+  return {
+    databaseUrl,
+    database,
+    visibilityDatabase,
+    historyShards: positiveInt(env, 'TEMPORAL_HISTORY_SHARDS', DEFAULT_HISTORY_SHARDS),
+    bindIp,
+    broadcastAddress,
+    ports: { frontend: frontendPort, history: frontendPort + 1, matching: frontendPort + 2, worker: frontendPort + 3 },
+    membershipPorts: { frontend: membership, history: membership + 1, matching: membership + 2, worker: membership + 3 },
+    maxConns: positiveInt(env, 'TEMPORAL_DB_MAX_CONNS', 10),
+    serverPath: env.TEMPORAL_SERVER_PATH || binaries.server,
+    sqlToolPath: env.TEMPORAL_SQL_TOOL_PATH || binaries.sqlTool,
+    uiServerPath: env.TEMPORAL_UI_SERVER_PATH || binaries.uiServer,
+  };
+}
+
 function flag(env: Env, name: string): boolean {
   const raw = (env[name] ?? '').trim().toLowerCase();
   if (['', '0', 'false', 'no'].includes(raw)) return false;
@@ -231,13 +321,17 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('INIT_CHECK_INTERVAL must not be longer than INIT_WINDOW');
   }
   const dataDir = path.resolve(env.DATA_DIR || path.join(PROJECT_ROOT, '.data'));
+  const temporalPort = port(env, 'TEMPORAL_PORT', 7233);
+  const selectedEngine = engine(env);
   return {
     host: env.HOST || '127.0.0.1',
     port: port(env, 'PORT', 8080),
     dataDir,
     databaseUrl: env.DATABASE_URL || undefined,
     temporalAddress: env.TEMPORAL_ADDRESS || undefined,
-    temporalPort: port(env, 'TEMPORAL_PORT', 7233),
+    engine: selectedEngine,
+    cluster: selectedEngine === 'cluster' ? clusterConfig(env, temporalPort) : undefined,
+    temporalPort,
     temporalUiPort: port(env, 'TEMPORAL_UI_PORT', 8233),
     temporalUiUrl: httpUrl(env, 'TEMPORAL_UI_URL'),
     temporalNamespace: env.TEMPORAL_NAMESPACE || 'default',

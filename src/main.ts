@@ -18,6 +18,9 @@ async function main(): Promise<void> {
     service.apiUrl && `  API reference ${service.apiUrl}/api/docs/   (document: ${service.apiUrl}/api/v1/openapi.json)`,
     service.apiUrl && `  Metrics       ${service.apiUrl}/metrics${config.metricsPublic ? '' : '   (with the API token)'}`,
     `  Temporal      ${service.temporalAddress}   namespace ${config.temporalNamespace}, task queue ${config.taskQueue}`,
+    config.cluster &&
+      !config.temporalAddress &&
+      `  Cluster       ${config.cluster.historyShards} history shards on ${config.cluster.database}/${config.cluster.visibilityDatabase} at ${new URL(config.cluster.databaseUrl).host}; membership ${config.cluster.broadcastAddress}:${config.cluster.membershipPorts.frontend}-${config.cluster.membershipPorts.worker}`,
     service.temporalUiUrl && `  Temporal UI   ${service.temporalUiUrl}/namespaces/${config.temporalNamespace}/workflows`,
     `  Database      ${service.database}`,
     `  Server key    ${service.serverFingerprint}`,
@@ -36,6 +39,10 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => void shutdown('SIGINT', 0));
   process.on('SIGTERM', () => void shutdown('SIGTERM', 0));
+  service.temporalFailed?.catch((err: unknown) => {
+    log.error(`temporal stopped: ${(err as Error).message}`);
+    void shutdown('temporal failure', 1);
+  });
   service.workerDone?.catch((err: unknown) => {
     log.error(`worker stopped: ${(err as Error).message}`);
     void shutdown('worker failure', 1);

@@ -23,7 +23,8 @@ import { abandonTask } from './db/tasks-repo';
 import { NODE_MONITOR_WORKFLOW_ID, nodeMonitor } from '../workflows/node-monitor';
 import { POWER_SYNC_WORKFLOW_ID, powerSync } from '../workflows/power-sync';
 import { acquireServiceLock } from './service-lock';
-import { startDevServer, type DevServer } from './temporal/dev-server';
+import { startClusterEngine } from './cluster/cluster-engine';
+import { startDevServer } from './temporal/dev-server';
 import { NodeWorkflows, nodeSignaller } from './temporal/node-workflows';
 import { ensureNodeStateAttribute } from './temporal/search-attributes';
 import { createWorker } from './temporal/worker';
@@ -50,12 +51,15 @@ export interface RunningService {
   serverFingerprint: string;
   /** Rejects if the worker stops on its own (a fatal error), so the process can exit non-zero. */
   workerDone?: Promise<void>;
+  /** Rejects if the Temporal this process runs (cluster engine) keeps dying. */
+  temporalFailed?: Promise<never>;
   stop(): Promise<void>;
 }
 
 /**
  * Brings up what the role needs, in dependency order, and returns one stop function that takes it
- * down in reverse. `all` also runs the Temporal dev server unless TEMPORAL_ADDRESS points elsewhere.
+ * down in reverse. `all` also runs Temporal unless TEMPORAL_ADDRESS points elsewhere: the dev server, or
+ * with ENGINE=cluster this host's Temporal server on PostgreSQL and its web UI.
  */
 export async function startService(config: Config, role: Role = 'all'): Promise<RunningService> {
   if (role !== 'all' && !config.databaseUrl) {
@@ -73,9 +77,21 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
 
   try {
     let temporalAddress = config.temporalAddress ?? `127.0.0.1:${config.temporalPort}`;
-    let devServer: DevServer | undefined;
-    if (role === 'all' && !config.temporalAddress) {
-      devServer = await startDevServer({
+    let ownUiUrl: string | undefined;
+    let temporalFailed: Promise<never> | undefined;
+    if (role === 'all' && !config.temporalAddress && config.cluster) {
+      const engine = await startClusterEngine({
+        cluster: config.cluster,
+        dataDir: config.dataDir,
+        namespace: config.temporalNamespace,
+        uiPort: config.temporalUiPort,
+      });
+      stack.push(() => engine.stop());
+      temporalAddress = engine.address;
+      ownUiUrl = engine.uiUrl;
+      temporalFailed = engine.failed;
+    } else if (role === 'all' && !config.temporalAddress) {
+      const devServer = await startDevServer({
         cliPath: config.temporalCliPath,
         dataDir: config.dataDir,
         port: config.temporalPort,
@@ -83,11 +99,12 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
         headless: config.temporalUiPort === 0,
         namespace: config.temporalNamespace,
       });
-      stack.push(() => devServer!.stop());
+      stack.push(() => devServer.stop());
       temporalAddress = devServer.address;
+      ownUiUrl = devServer.uiUrl;
     }
-    // Where operators look at workflows: the dev server's UI, or the one TEMPORAL_UI_URL names.
-    const temporalUi = config.temporalUiUrl ?? devServer?.uiUrl;
+    // Where operators look at workflows: the UI this process runs, or the one TEMPORAL_UI_URL names.
+    const temporalUi = config.temporalUiUrl ?? ownUiUrl;
 
     const db: Database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, timeoutMs: config.databaseTimeoutMs });
     stack.push(() => db.close());
@@ -255,6 +272,7 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
       database: db.description,
       serverFingerprint: serverIdentity.fingerprint,
       workerDone,
+      temporalFailed,
       stop,
     };
   } catch (err) {

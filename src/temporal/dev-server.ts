@@ -43,7 +43,8 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
   await fsp.mkdir(options.dataDir, { recursive: true });
   const dbFile = path.join(options.dataDir, DB_FILE);
   const pidFile = path.join(options.dataDir, PID_FILE);
-  await stopOrphan(pidFile, dbFile);
+  // Only a dev server on our own database file is ours to stop; a reused pid is someone else's.
+  await stopLeftover(pidFile, (cmdline) => cmdline.includes('start-dev') && cmdline.includes(dbFile), 'a Temporal dev server');
   await assertPortFree(ip, options.port, 'TEMPORAL_PORT');
   if (!options.headless) await assertPortFree(ip, options.uiPort, 'TEMPORAL_UI_PORT');
 
@@ -112,20 +113,23 @@ let parentDeathSignal: boolean | undefined;
  * a group of its own. prctl(PR_SET_PDEATHSIG) survives the exec into the Temporal CLI, which we cannot
  * change to watch a pipe instead. SIGTERM, not SIGKILL, so it still closes its SQLite file cleanly.
  */
-function withParentDeathSignal(command: string[]): string[] {
+export function withParentDeathSignal(command: string[]): string[] {
   parentDeathSignal ??= spawnSync('setpriv', ['--pdeathsig', 'SIGTERM', 'true'], { stdio: 'ignore' }).status === 0;
   if (parentDeathSignal) return ['setpriv', '--pdeathsig', 'SIGTERM', '--', ...command];
-  log.warn('setpriv (util-linux) with --pdeathsig is not available: the Temporal dev server will outlive this process if it is killed with SIGKILL');
+  log.warn('setpriv (util-linux) with --pdeathsig is not available: Temporal processes will outlive this process if it is killed with SIGKILL');
   return command;
 }
 
-async function stopOrphan(pidFile: string, dbFile: string): Promise<void> {
+/**
+ * Stops the process a pid file names if `ours` recognises its command line (a pid may have been reused
+ * by someone else's process), then removes the pid file.
+ */
+export async function stopLeftover(pidFile: string, ours: (cmdline: string) => boolean, what: string): Promise<void> {
   const pid = Number((await fsp.readFile(pidFile, 'utf8').catch(() => '')).trim());
   if (!pid) return;
   const cmdline = await fsp.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-  // Only a dev server on our own database file is ours to stop; a reused pid is someone else's.
-  if (cmdline.includes('start-dev') && cmdline.includes(dbFile)) {
-    log.warn(`stopping a Temporal dev server (pid ${pid}) left behind by a previous run`);
+  if (ours(cmdline)) {
+    log.warn(`stopping ${what} (pid ${pid}) left behind by a previous run`);
     process.kill(pid, 'SIGTERM');
     for (let i = 0; i < 100 && isAlive(pid); i++) await sleep(100);
     if (isAlive(pid)) process.kill(pid, 'SIGKILL');
@@ -145,7 +149,7 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-function assertPortFree(host: string, port: number, name: string): Promise<void> {
+export function assertPortFree(host: string, port: number, name: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const probe = net.createServer();
     probe.once('error', (err: NodeJS.ErrnoException) =>
