@@ -302,8 +302,13 @@ async function listEvents(api: ApiClient, options: Options, out: Out): Promise<n
   return 0;
 }
 
+/** Exits once stdout has been written out: to a pipe it is asynchronous, and a long list would be cut. */
+function exitAfterOutput(code: number): void {
+  process.stdout.write('', () => process.exit(code));
+}
+
 main(process.argv.slice(2), (text) => console.log(text)).then(
-  (code) => process.exit(code),
+  (code) => exitAfterOutput(code),
   (err: unknown) => {
     if (err instanceof CliError) {
       console.error(`nodectl: ${err.message}`);
