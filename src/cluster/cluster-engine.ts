@@ -107,7 +107,8 @@ export async function startClusterEngine(options: ClusterEngineOptions): Promise
         pidFile: path.join(dir, 'ui.pid'),
       });
       children.push(ui);
-      uiUrl = `http://${connectHost}:${options.uiPort}`;
+      // Bound to every address: link to the one other hosts reach this one at.
+      uiUrl = `http://${connectHost === host ? host : cluster.broadcastAddress}:${options.uiPort}`;
     }
     log.info(`temporal cluster server ${address} (pid ${server.pid}), ${cluster.historyShards} history shards, on ${cluster.database}/${cluster.visibilityDatabase}`);
     return {
