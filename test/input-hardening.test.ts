@@ -42,7 +42,10 @@ async function snapshot() {
   // the enrolled nodes included, must stay.
   const strip = (n: Record<string, unknown>) =>
     n.hostname === active.hostname ? { ...n, announced_at: undefined, last_seen_at: undefined, updated_at: undefined } : n;
-  return { nodes: nodes.body.map(strip), tasks: tasks.body, events: events.body, details: details.map((d) => d.body) };
+  // Its reachability events are the agent's doing too (a heartbeat late on a starved machine), not the request's.
+  const ownReachability = (e: { type: string; nodes: string[] }) => ['discovered', 'disappeared'].includes(e.type) && e.nodes.every((n) => n === active.hostname);
+  const clusterEvents = (events.body as { type: string; nodes: string[] }[]).filter((e) => !ownReachability(e));
+  return { nodes: nodes.body.map(strip), tasks: tasks.body, events: clusterEvents, details: details.map((d) => d.body) };
 }
 
 const patch = (path: string, json: unknown) => ts.api.request('PATCH', path, { json });

@@ -54,6 +54,8 @@ export async function startTestService(env: Record<string, string> = {}, options
     AGENT_REQUEST_TIMEOUT: '3s',
     // A starved CI machine can take seconds to open a PostgreSQL connection; tests of the fast 503 set their own.
     DATABASE_TIMEOUT: '20s',
+    // Likewise a starved worker can take more than the default 10 s to take a command; tests of the 503 set their own.
+    COMMAND_TIMEOUT: '60s',
     ...(database ? { DATABASE_URL: database.url } : {}),
     ...env,
   });
