@@ -1,8 +1,10 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import { MAX_BULK_ACCEPT } from '../src/api/routes/bulk-accept-routes';
+import { PROJECT_ROOT } from '../src/config';
 import { waitForTask } from './support/fleet';
 import { agentsOf, nodeState, startTestService, type TestAgent, type TestService } from './support/harness';
 import { nodectl } from './support/nodectl';
@@ -17,6 +19,8 @@ let db: Knex | undefined;
 let workerAdded = false;
 const agents = agentsOf(() => ts);
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'nl-bulk-accept-'));
+/** nodectl processes a test started itself; any still running at the end (a failed test) is stopped. */
+const children: ChildProcess[] = [];
 
 beforeAll(async () => {
   ts = await startTestService({}, { role: 'api' });
@@ -24,6 +28,7 @@ beforeAll(async () => {
   if (ts.config.databaseUrl) db = knexFactory({ client: 'pg', connection: ts.config.databaseUrl, pool: { min: 0, max: 1 } });
 }, 120_000);
 afterAll(async () => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill();
   await agents.stopAll();
   await db?.destroy();
   await ts?.stop();
@@ -188,6 +193,23 @@ describe('accepted', () => {
     expect(run.stderr).toContain(`${file}:5: ${good.hostname} is named already on line 1`);
     expect(await nodeState(ts, good.hostname)).toBe('unmanaged');
   }, 120_000);
+
+  test('nodectl reads the list from standard input with --from-file -', async () => {
+    const host = await agents.start('cli-stdin');
+    const child = spawn(path.join(PROJECT_ROOT, 'bin', 'nodectl'), [`--server=${ts.service.apiUrl!}`, `--token=${ts.service.apiToken}`, 'nodes', 'accept', '--from-file', '-'], {
+      env: { ...process.env, NODE_OPTIONS: '' },
+    });
+    children.push(child);
+    let stdout = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stdin.end(`# from a pipe\n${host.hostname} ${host.fingerprint}\n`);
+
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/accept succeeded: 1 active, 0 failed/);
+    expect(await nodeState(ts, host.hostname)).toBe('active');
+  }, 240_000);
 
   test('nodectl reports a refused request with every offender and exits 1', async () => {
     const host = await agents.start('cli-refused');
