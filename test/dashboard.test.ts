@@ -245,9 +245,13 @@ describe('the change feed', () => {
       expect(received[0]!.find(announced)).toBe(received[1]!.find(announced));
       unsubscribe.forEach((u) => u());
       expect(feed.size).toBe(0);
+      // A poll already running when the last one left may finish its queries; then nothing more runs.
+      await waitFor(async () => feed.active, (active) => !active, { what: 'the running poll to end' });
       const after = queries;
+      // Ten poll intervals of silence: absence can only be shown by waiting.
       await new Promise((r) => setTimeout(r, 500));
       expect(queries).toBe(after);
+      expect(feed.active).toBe(false);
     } finally {
       await db.destroy();
     }

@@ -56,6 +56,11 @@ export class ChangeFeed {
     return this.subscribers.size;
   }
 
+  /** A poll is running or scheduled. Once the last subscriber leaves, a running poll ends and none follows. */
+  get active(): boolean {
+    return this.polling || this.timer !== undefined;
+  }
+
   subscribe(subscriber: Subscriber): () => void {
     this.subscribers.add(subscriber);
     this.schedule();
