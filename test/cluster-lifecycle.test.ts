@@ -1,5 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { prepareDatabases } from '../src/cluster/schema';
+import { ConfigError } from '../src/config';
 import { nodeWorkflowId } from '../workflows/definitions';
 import { waitForTask } from './support/fleet';
 import { acceptNode, agentsOf, nodeState, startTestService, type TestService } from './support/harness';
@@ -91,3 +93,14 @@ test('after a service restart, a node accepted while down becomes active when it
 
   await waitForState(a.hostname, 'active');
 }, 180_000);
+
+test('a history shard count other than the one the cluster was created with is refused, naming both', async () => {
+  const attempt = prepareDatabases({ ...cluster.config, historyShards: cluster.config.historyShards * 2 });
+
+  await expect(attempt).rejects.toThrow(ConfigError);
+  await expect(attempt).rejects.toThrow(
+    `TEMPORAL_HISTORY_SHARDS=${cluster.config.historyShards * 2}, but the cluster in database ${cluster.config.database} was created with ${cluster.config.historyShards} history shards`,
+  );
+  // The same count again is accepted: every start of every host runs this.
+  await expect(prepareDatabases(cluster.config)).resolves.toBeUndefined();
+}, 120_000);

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import knexFactory from 'knex';
 import { startClusterEngine, type ClusterEngine } from '../../src/cluster/cluster-engine';
-import { loadConfig } from '../../src/config';
+import { loadConfig, type ClusterConfig } from '../../src/config';
 
 const ADMIN_URL = process.env.TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
@@ -74,6 +74,7 @@ export function temporalDatabases(): TemporalDatabases {
 
 export interface TestCluster {
   address: string;
+  config: ClusterConfig;
   engine: ClusterEngine;
   databases: TemporalDatabases;
   stop(): Promise<void>;
@@ -94,6 +95,7 @@ export async function startTestCluster(): Promise<TestCluster> {
   }
   return {
     address: engine.address,
+    config: config.cluster!,
     engine,
     databases,
     async stop() {
