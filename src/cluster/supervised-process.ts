@@ -51,13 +51,10 @@ export async function startSupervised(options: SupervisedOptions): Promise<Super
     // Its own process group: a Ctrl-C on the terminal reaches the service, which stops the child in order.
     const child = spawn(command!, args, { stdio: ['ignore', out, out], detached: true });
     fs.closeSync(out);
-    await new Promise<void>((resolve, reject) => {
-      child.once('spawn', resolve);
-      child.once('error', (err) => reject(new Error(`cannot run ${options.name} (${options.command}): ${err.message}`)));
-    });
-    await fsp.writeFile(options.pidFile, `${child.pid}\n`);
+    let spawned = false;
+    // Listening before anything is awaited: a child that exits at once must not go unnoticed.
     child.once('exit', (code, signal) => {
-      if (stopping) return;
+      if (stopping || !spawned) return;
       const now = Date.now();
       exits.push(now);
       while (exits.length > 0 && exits[0]! < now - windowMs) exits.shift();
@@ -76,12 +73,22 @@ export async function startSupervised(options: SupervisedOptions): Promise<Super
         launch().then(
           (next) => {
             current = next;
-            log.warn(`${options.name} restarted (pid ${next.pid})`);
+            // stop() came while this one was starting: it ends too.
+            if (stopping) next.kill('SIGTERM');
+            else log.warn(`${options.name} restarted (pid ${next.pid})`);
           },
           (err: unknown) => giveUp(err as Error),
         );
       }, delayMs);
     });
+    await new Promise<void>((resolve, reject) => {
+      child.once('spawn', () => {
+        spawned = true;
+        resolve();
+      });
+      child.once('error', (err) => reject(new Error(`cannot run ${options.name} (${options.command}): ${err.message}`)));
+    });
+    await fsp.writeFile(options.pidFile, `${child.pid}\n`);
     return child;
   };
 
