@@ -19,6 +19,7 @@ async function main(): Promise<void> {
     service.apiUrl && `  Metrics       ${service.apiUrl}/metrics${config.metricsPublic ? '' : '   (with the API token)'}`,
     `  Temporal      ${service.temporalAddress}   namespace ${config.temporalNamespace}, task queue ${config.taskQueue}`,
     config.cluster &&
+      role === 'all' &&
       !config.temporalAddress &&
       `  Cluster       ${config.cluster.historyShards} history shards on ${config.cluster.database}/${config.cluster.visibilityDatabase} at ${new URL(config.cluster.databaseUrl).host}; membership ${config.cluster.broadcastAddress}:${config.cluster.membershipPorts.frontend}-${config.cluster.membershipPorts.worker}`,
     service.temporalUiUrl && `  Temporal UI   ${service.temporalUiUrl}/namespaces/${config.temporalNamespace}/workflows`,

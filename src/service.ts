@@ -80,6 +80,10 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
     let ownUiUrl: string | undefined;
     let temporalFailed: Promise<never> | undefined;
     if (role === 'all' && !config.temporalAddress && config.cluster) {
+      if (!config.databaseUrl) {
+        // Another host's worker would take this host's nodes' tasks without seeing their rows.
+        log.warn('ENGINE=cluster with the embedded database: fine for one host; every host of a multi-host cluster needs the same DATABASE_URL');
+      }
       const engine = await startClusterEngine({
         cluster: config.cluster,
         dataDir: config.dataDir,
