@@ -175,7 +175,8 @@ describe('DHCP and DNS kept in step with the inventory', () => {
 
     expect((await ts.api.request('DELETE', `/api/v1/nodes/${node.name}`)).status).toBe(204);
     await waitFor(async () => fs.readFileSync(hostsFile, 'utf8'), (t) => t === `${newMac},ignore\n`, { what: 'the entry to be disabled' });
-    expect(fs.existsSync(path.join(lab.provisioningDir, 'dns.d', node.name))).toBe(false);
+    // The writer disables the hosts.d entry first, then removes the DNS name: the second write may follow.
+    await waitFor(async () => fs.existsSync(path.join(lab.provisioningDir, 'dns.d', node.name)), (exists) => !exists, { what: 'the DNS name to go' });
     await waitFor(
       () => probeDhcp({ server: lab.dhcpServer, relayAddress: lab.hostAddress, mac: newMac, timeoutMs: 2_000, ipxe: true }),
       (o) => o === null,
