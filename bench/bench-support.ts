@@ -51,3 +51,19 @@ export function table(rows: (string | number)[][]): string {
   const widths = cells[0]!.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
   return cells.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')).join('\n');
 }
+
+/** Runs the cleanup steps in reverse order of their registration; a failing step is reported, the rest still run. */
+export async function runCleanup(steps: (() => Promise<unknown>)[]): Promise<void> {
+  for (const step of [...steps].reverse()) await step().catch((err: unknown) => console.error(`cleanup: ${(err as Error).message}`));
+}
+
+/** A benchmark's entry point: exit 0 when it is done, 1 with the error printed when it failed. */
+export function runBenchmark(main: () => Promise<void>): void {
+  main().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}

@@ -30,7 +30,7 @@ import { startDevServer } from '../src/temporal/dev-server';
 import { NodeWorkflows } from '../src/temporal/node-workflows';
 import type { nodeLifecycle } from '../workflows/node-lifecycle';
 import { nodeWorkflowId } from '../workflows/definitions';
-import { log, machine, table, writeResult } from './bench-support';
+import { log, machine, table, writeResult, runBenchmark, runCleanup } from './bench-support';
 
 const { values } = parseArgs({ options: { nodes: { type: 'string', default: process.env.BENCH_NODES ?? '10000' } } });
 const NODES = Number(values.nodes);
@@ -263,14 +263,8 @@ async function main(): Promise<void> {
     );
     log(`nproc ${startedMachine.nproc}, 1-min load ${startedMachine.load_1min.toFixed(2)} at start, ${os.loadavg()[0]!.toFixed(2)} at end; written to ${file}`);
   } finally {
-    for (const step of cleanup.reverse()) await step().catch((err: unknown) => console.error(`cleanup: ${(err as Error).message}`));
+    await runCleanup(cleanup);
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runBenchmark(main);

@@ -27,7 +27,7 @@ import { freePort } from '../src/dev/free-port';
 import type { NodeState } from '../src/domain/states';
 import { startService } from '../src/service';
 import { startDevServer } from '../src/temporal/dev-server';
-import { log, machine, summary, table, writeResult, type Summary } from './bench-support';
+import { log, machine, summary, table, writeResult, type Summary, runBenchmark, runCleanup } from './bench-support';
 
 const { values } = parseArgs({
   options: {
@@ -349,14 +349,8 @@ async function main(): Promise<void> {
     );
     log(`nproc ${startedMachine.nproc}, 1-min load ${startedMachine.load_1min.toFixed(2)} at start, ${os.loadavg()[0]!.toFixed(2)} at end; written to ${file}`);
   } finally {
-    for (const step of cleanup.reverse()) await step().catch((err: unknown) => console.error(`cleanup: ${(err as Error).message}`));
+    await runCleanup(cleanup);
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runBenchmark(main);
