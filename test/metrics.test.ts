@@ -12,6 +12,9 @@ import { waitFor } from './support/wait-for';
 
 const CAP = 7;
 let ts: TestService;
+// Each test waits on several scrapes with generous deadlines (see `until`).
+jest.setTimeout(400_000);
+
 let fleet: Fleet;
 let nodes: string[];
 const agents = agentsOf(() => ts);
@@ -60,7 +63,8 @@ async function scrape(client: HttpClient = ts.api): Promise<Scrape> {
   return parse(res.body as string);
 }
 
-const until = (what: string, done: (m: Scrape) => boolean, timeoutMs = 60_000) => waitFor(() => scrape(), done, { what, timeoutMs, intervalMs: 250 });
+// Generous: with the CPU shared many ways, a node's operation can take more than a minute to start.
+const until = (what: string, done: (m: Scrape) => boolean, timeoutMs = 150_000) => waitFor(() => scrape(), done, { what, timeoutMs, intervalMs: 250 });
 
 test('nodes by state (every state listed, at 0 too), reachable, unreachable and with a power fault', async () => {
   const m = await until('3 active, reachable nodes', (s) => s.value('node_lifecycle_nodes', { state: 'active' }) === 3 && s.value('node_lifecycle_nodes_reachable') === 3);

@@ -146,7 +146,7 @@ export class NodeWorkflows {
   private async command(hostname: string, kind: string, state: NodeState, send: (cmd: Command) => Promise<CommandResult>): Promise<CommandResult> {
     const cmd: Command = { taskId: randomUUID(), expiresAt: Date.now() + this.options.commandTimeoutMs };
     try {
-      return await translate(hostname, () => this.client.withDeadline(cmd.expiresAt + ANSWER_IN_FLIGHT_MS, () => send(cmd)));
+      return await translate(hostname, () => untilReady(cmd.expiresAt, () => this.client.withDeadline(cmd.expiresAt + ANSWER_IN_FLIGHT_MS, () => send(cmd))));
     } catch (err) {
       if (!(err instanceof NoAnswer)) throw err;
       const seconds = Math.round(this.options.commandTimeoutMs / 1000);
@@ -177,6 +177,23 @@ async function unlessMissing(call: Promise<unknown>): Promise<void> {
 
 /** The deadline passed without an answer from Temporal or a worker. */
 class NoAnswer extends Error {}
+
+/**
+ * The server refuses an update while the workflow's last task has failed or timed out (a worker starved
+ * of CPU took longer than the task timeout), until its retry completes. The update was not admitted, so
+ * sending it again is safe; the command's own deadline still bounds the wait.
+ */
+async function untilReady<T>(expiresAt: number, send: () => Promise<T>): Promise<T> {
+  for (let pause = 200; ; pause = Math.min(pause * 2, 2_000)) {
+    try {
+      return await send();
+    } catch (err) {
+      if (!/Workflow Task in failed state/i.test((err as Error)?.message ?? '')) throw err;
+      if (Date.now() + pause >= expiresAt) throw new NoAnswer();
+      await new Promise((resolve) => setTimeout(resolve, pause));
+    }
+  }
+}
 
 /** Signals many node workflows, a bounded number at a time; a node without a workflow is skipped. */
 export function nodeSignaller(client: WorkflowClient, parallel = 32): NodeSignaller {
