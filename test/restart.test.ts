@@ -21,7 +21,7 @@ async function startService(): Promise<HttpClient> {
   await waitFor(
     async () => (service!.child.exitCode !== null ? 'exited' : (await anonymous.get('/healthz').catch(() => ({ status: 0 }))).status),
     (s) => s === 200 || s === 'exited',
-    { what: 'the service to be healthy', timeoutMs: 90_000, intervalMs: 250 },
+    { what: 'the service to be healthy', timeoutMs: 180_000, intervalMs: 250 },
   );
   if (service.child.exitCode !== null) throw new Error(`service exited:\n${service.output()}`);
   return anonymous.withToken(fs.readFileSync(path.join(dataDir, 'api-token'), 'utf8').trim());
@@ -114,4 +114,4 @@ test('after kill -9 during initialization, npm start resumes every node where it
   service!.child.kill('SIGTERM');
   expect(await service!.exited).toBe(0);
   expect(isRunning(secondDevServer)).toBe(false);
-}, 360_000);
+}, 600_000);
