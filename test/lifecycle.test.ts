@@ -9,6 +9,8 @@ import { waitFor } from './support/wait-for';
 
 const exec = promisify(execFile);
 let ts: TestService;
+// A starved worker can take minutes over what takes seconds on an idle machine: deadlines are generous.
+jest.setTimeout(300_000);
 const agents = agentsOf(() => ts);
 
 beforeAll(async () => {
@@ -21,7 +23,7 @@ afterAll(async () => {
 
 const agent = agents.start;
 
-function waitForState(hostname: string, state: string, timeoutMs = 60_000) {
+function waitForState(hostname: string, state: string, timeoutMs = 120_000) {
   return waitFor(() => nodeState(ts, hostname), (s) => s === state, { timeoutMs, what: `${hostname} to be ${state}` });
 }
 
