@@ -1,12 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import knexFactory from 'knex';
 import { startClusterEngine } from '../src/cluster/cluster-engine';
 import { loadConfig } from '../src/config';
-import { freePort } from '../src/dev/free-port';
+import { freePort, freePortBlock } from '../src/dev/free-port';
 import { startDevServer, withParentDeathSignal } from '../src/temporal/dev-server';
 
 /** The two Temporal engines as the benchmark runs them: its own, on throwaway storage, stopped after. */
@@ -25,22 +24,6 @@ export interface BenchEngine {
 
 const ADMIN_URL = process.env.TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
-function isFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const probe = net.createServer();
-    probe.once('error', () => resolve(false));
-    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(true)));
-  });
-}
-
-/** The cluster engine takes its ports in blocks of 4. */
-async function freePortBlock(count: number, min: number, max: number): Promise<number> {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const base = min + Math.floor(Math.random() * (max - min - count));
-    if ((await Promise.all(Array.from({ length: count }, (_, i) => isFree(base + i)))).every(Boolean)) return base;
-  }
-  throw new Error(`no ${count} consecutive free ports in ${min}-${max}`);
-}
 
 export async function startBenchEngine(name: EngineName, root: string): Promise<BenchEngine> {
   const dataDir = path.join(root, `temporal-${name}`);

@@ -1,31 +1,14 @@
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import knexFactory from 'knex';
 import { startClusterEngine, type ClusterEngine } from '../../src/cluster/cluster-engine';
 import { loadConfig, type ClusterConfig } from '../../src/config';
+import { freePortBlock } from '../../src/dev/free-port';
 
 const ADMIN_URL = process.env.TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
-function isFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const probe = net.createServer();
-    probe.once('error', () => resolve(false));
-    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(true)));
-  });
-}
-
-/** `count` consecutive free loopback ports from [min, max]: the cluster engine takes its ports in blocks. */
-export async function freePortBlock(count: number, min: number, max: number): Promise<number> {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const base = min + Math.floor(Math.random() * (max - min - count));
-    const free = await Promise.all(Array.from({ length: count }, (_, i) => isFree(base + i)));
-    if (free.every(Boolean)) return base;
-  }
-  throw new Error(`no ${count} consecutive free ports in ${min}-${max}`);
-}
 
 /** The environment of one cluster host: its own ports, the test's two Temporal databases. */
 export async function clusterHostEnv(databases: TemporalDatabases): Promise<Record<string, string>> {
