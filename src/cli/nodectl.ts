@@ -6,6 +6,8 @@ import { imagesCommand, IMAGES_USAGE } from './image-commands';
 import { table } from './render';
 import { progressBar, waitForTask } from './task-watch';
 import { discoverNodes, DISCOVER_USAGE, sshCommand, SSH_USAGE } from './discover-commands';
+import { DEPLOYMENT_OPTIONS, deploymentsCommand, DEPLOYMENTS_USAGE, noderolesCommand } from './deployment-commands';
+import { ATTR_HELP, ROLE_OPTIONS, rolesCommand, ROLES_USAGE } from './role-commands';
 
 const USAGE = `nodectl: drive the node lifecycle service
 
@@ -24,12 +26,15 @@ ${DEPLOY_USAGE}
 ${DISCOVER_USAGE}
 ${IMAGES_USAGE}
 ${SSH_USAGE}
+${DEPLOYMENTS_USAGE}
+${ROLES_USAGE}
   nodectl tasks get ID
   nodectl tasks list [--limit N]                               tasks, newest first
   nodectl events list [--limit N]                              cluster events, newest first
 
 flags: --server URL (NODECTL_SERVER)  --token TOKEN (NODECTL_TOKEN)  --data-dir DIR (DATA_DIR)  --json
 Lists are fetched page by page until the end; --limit N stops after N entries.
+${ATTR_HELP}
 Without flags or environment, the URL and token come from DATA_DIR (default ./.data), as npm start leaves them.
 Exit status: 0 done, 1 failed (a failed task, or a node that reports an error), 2 usage.`;
 
@@ -73,6 +78,8 @@ async function main(argv: string[], out: Out): Promise<number> {
       hostname: { type: 'string', multiple: true },
       tofu: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
+      ...ROLE_OPTIONS,
+      ...DEPLOYMENT_OPTIONS,
     },
   });
   const [noun, verb, ...names] = positionals;
@@ -88,6 +95,9 @@ async function main(argv: string[], out: Out): Promise<number> {
   if (noun === 'events' && verb === 'list' && names.length === 0) return listEvents(api, options, out);
   if (noun === 'images') return imagesCommand(api, verb, names, { json: values.json, kernel: values.kernel, initrd: values.initrd, disk: values.disk, sha256: values.sha256 }, out);
   if (noun === 'ssh') return sshCommand(api, verb, names, { json: values.json }, out);
+  if (noun === 'deployments') return deploymentsCommand(api, verb, names, { ...values, limit: options.limit }, out);
+  if (noun === 'noderoles') return noderolesCommand(api, verb, names, { ...values, limit: options.limit }, out);
+  if (noun === 'roles') return rolesCommand(api, verb, names, values, out);
   if (noun === 'nodes' && verb === 'discover') {
     return discoverNodes(
       api,
