@@ -21,7 +21,7 @@ import { presentNode } from '../src/api/present';
 import { loadConfig } from '../src/config';
 import { applyMigrations } from '../src/db/migrations';
 import { pageNodes, type NodeFilter } from '../src/db/nodes-repo';
-import { EXACT_COUNT_BELOW } from '../src/db/page';
+import { ESTIMATE_FRESH_MS, EXACT_COUNT_BELOW } from '../src/db/page';
 import { createTestDatabase, postgresAvailable } from '../src/dev/scratch-database';
 import { freePort } from '../src/dev/free-port';
 import type { NodeState } from '../src/domain/states';
@@ -132,10 +132,17 @@ interface Captured {
 }
 
 /**
- * The statements pageNodes sends for a page, as knex sent them: the page's SELECT, and the total's
- * EXPLAIN (plus a COUNT when the estimate is small). Replayed through knex.raw with the same bindings.
+ * The page's SELECT as one would write it by hand (its rows only, no total), built by knex the way
+ * pageNodes builds its rows query; and the statements pageNodes sends for that page once it holds the
+ * filter's estimate, which is every page of a walk but one each ESTIMATE_FRESH_MS: the SELECT alone for a
+ * large filter, the SELECT with the filter's count in it for a small one. Both replayed through knex.raw
+ * with the same bindings.
  */
-async function captureStatements(knex: Knex, filter: NodeFilter, after: string | undefined): Promise<{ select: Captured; total: Captured[] }> {
+async function captureStatements(knex: Knex, filter: NodeFilter, after: string | undefined): Promise<{ select: Captured; repo: Captured[] }> {
+  const rowsOnly = knex('nodes').whereIn('state', filter.states ?? []);
+  if (after !== undefined) rowsOnly.where('hostname', '>', after);
+  const native = rowsOnly.orderBy('hostname').limit(LIMIT + 1).toSQL().toNative();
+  await pageNodes(knex, filter, { limit: LIMIT, after });
   const seen: Captured[] = [];
   const listener = (q: { sql: string; bindings?: unknown[] }) => seen.push({ sql: q.sql, bindings: q.bindings ?? [] });
   knex.on('query', listener);
@@ -144,12 +151,9 @@ async function captureStatements(knex: Knex, filter: NodeFilter, after: string |
   } finally {
     knex.removeListener('query', listener);
   }
-  const isTotal = (q: Captured) => /^explain /i.test(q.sql) || /count\(/i.test(q.sql);
-  const select = seen.find((q) => !isTotal(q));
-  if (!select) throw new Error(`no page SELECT among ${JSON.stringify(seen)}`);
   // knex reports pg statements with $n placeholders; knex.raw binds ? in order.
   const asRaw = (q: Captured): Captured => ({ sql: q.sql.replace(/\$\d+/g, '?'), bindings: q.bindings });
-  return { select: asRaw(select), total: seen.filter(isTotal).map(asRaw) };
+  return { select: asRaw({ sql: native.sql, bindings: [...native.bindings] }), repo: seen.map(asRaw) };
 }
 
 interface PlanNode {
@@ -164,7 +168,7 @@ interface Case {
   page: string;
   cursor: string | undefined;
   url: string;
-  statements: { select: Captured; total: Captured[] };
+  statements: { select: Captured; repo: Captured[] };
   samples: Record<Column, number[]>;
 }
 
@@ -251,14 +255,8 @@ async function main(): Promise<void> {
     }
 
     const raw = (q: Captured) => knex.raw(q.sql, q.bindings as Knex.RawBinding[]);
-    // The repository's shape: the page and the total at once, the total's COUNT (if any) after its EXPLAIN.
     const rawRepoStatements = async (c: Case) => {
-      await Promise.all([
-        raw(c.statements.select),
-        (async () => {
-          for (const q of c.statements.total) await raw(q);
-        })(),
-      ]);
+      await Promise.all(c.statements.repo.map(raw));
     };
     const after = (c: Case) => (c.cursor === undefined ? undefined : (JSON.parse(Buffer.from(c.cursor, 'base64url').toString('utf8')) as string));
     const run: Record<Column, (c: Case) => Promise<unknown>> = {
@@ -303,7 +301,7 @@ async function main(): Promise<void> {
         state: c.state,
         page: c.page,
         rows_in_state: perState[c.state],
-        sql: { select: c.statements.select.sql, total: c.statements.total.map((q) => q.sql) },
+        sql: { select: c.statements.select.sql, repo_statements: c.statements.repo.map((q) => q.sql) },
         select_explain_analyze: plans.get(c),
         ...s,
         ratio_p99_to_raw_select: +(s.http_api.p99_ms / s.raw_select.p99_ms).toFixed(2),
@@ -326,11 +324,12 @@ async function main(): Promise<void> {
       insert_ms: Math.round(insertMs),
       facts_bytes_per_node: factsBytes,
       exact_count_below: EXACT_COUNT_BELOW,
+      estimate_fresh_ms: ESTIMATE_FRESH_MS,
       limit: LIMIT,
       warm_up: WARM_UP,
       requests_per_case: REQUESTS,
       method:
-        'Sequential, one request at a time, over keep-alive loopback HTTP from the same process. Each round runs every case and column once, interleaved. raw_select: the page SELECT pageNodes sends, replayed by knex.raw. raw_repo_statements: every statement pageNodes sends for the page (SELECT, plus EXPLAIN for the total, plus COUNT when the estimate is below exact_count_below), in its shape. repo_function: pageNodes(). repo_and_presentation: plus presentNode and JSON.stringify. http_api: GET through the real service (api role) until the body is read.',
+        'Sequential, one request at a time, over keep-alive loopback HTTP from the same process. Each round runs every case and column once, interleaved. raw_select: the page SELECT for its rows only (no total), built by knex as pageNodes builds its rows query, replayed by knex.raw. raw_repo_statements: every statement pageNodes sends for the page once it holds the estimate of the filter (the SELECT alone for a filter estimated at exact_count_below or more, the SELECT with the count of the filter in it below), replayed at once; the estimate is asked again (EXPLAIN beside the SELECT) every estimate_fresh_ms, which repo_function and http_api include. repo_function: pageNodes(). repo_and_presentation: plus presentNode and JSON.stringify. http_api: GET through the real service (api role) until the body is read.',
       targets: { p99_ms: TARGET_P99_MS, ratio_to_raw_sql: TARGET_RATIO, ratio_is: 'http_api p99 / raw_select p99' },
       walks,
       cases: results,

@@ -3,9 +3,17 @@ import type { NodeEventRecord } from '../db/events-repo';
 import type { NodeRecord } from '../db/nodes-repo';
 import type { OperationRecord } from '../db/operations-repo';
 import type { TaskRecord } from '../db/tasks-repo';
-import { allowedVerbs, TARGET_OF } from '../domain/states';
+import { allowedVerbs, TARGET_OF, type NodeEvent, type NodeState } from '../domain/states';
 import type { BootEntry } from '../provisioning/boot-entries-repo';
 import type { InstallRecord } from '../provisioning/installs-repo';
+
+/** A state's verbs, read from the transition table once per state rather than once per node of a page. */
+const verbsOf = new Map<NodeState, readonly NodeEvent[]>();
+function verbsAllowed(state: NodeState): NodeEvent[] {
+  let verbs = verbsOf.get(state);
+  if (!verbs) verbsOf.set(state, (verbs = allowedVerbs(state)));
+  return [...verbs];
+}
 
 /** JSON shapes of the API: snake_case, ISO timestamps, no key material beyond the fingerprint. */
 export function presentNode(node: NodeRecord) {
@@ -13,7 +21,7 @@ export function presentNode(node: NodeRecord) {
     hostname: node.hostname,
     state: node.state,
     target_state: TARGET_OF[node.state] ?? null,
-    allowed_actions: allowedVerbs(node.state),
+    allowed_actions: verbsAllowed(node.state),
     fingerprint: node.fingerprint,
     address: node.address,
     last_error: node.lastError,

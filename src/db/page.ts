@@ -39,22 +39,77 @@ export function exactTime(knex: Knex, column: string, as: string): Knex.Raw {
   return knex.raw(`to_char(?? at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as ??`, [column, as]);
 }
 
-/** The matching rows of `filtered` (a query with its WHERE and nothing else), counted or estimated. */
-export async function totalOf(knex: Knex, filtered: Knex.QueryBuilder, exactBelow = EXACT_COUNT_BELOW): Promise<Total> {
+/** The planner's estimate of the rows `filtered` matches: one EXPLAIN, no row read. */
+async function estimateOf(knex: Knex, filtered: Knex.QueryBuilder): Promise<number> {
   const { sql, bindings } = filtered.toSQL();
   const explained = await knex.raw(`explain (format json) ${sql}`, bindings as Knex.RawBinding[]);
   const cell: unknown = explained.rows[0]?.['QUERY PLAN'];
   const plan = (typeof cell === 'string' ? JSON.parse(cell) : cell) as { Plan: { 'Plan Rows': number } }[];
-  const estimate = Math.round(plan[0]?.Plan['Plan Rows'] ?? 0);
+  return Math.round(plan[0]?.Plan['Plan Rows'] ?? 0);
+}
+
+async function countOf(knex: Knex, filtered: Knex.QueryBuilder): Promise<number> {
+  const counted = (await knex.from(countable(knex, filtered).as('matching')).count({ n: '*' })) as { n: string | number }[];
+  return Number(counted[0]?.n ?? 0);
+}
+
+/** `filtered` as the subject of a count: its WHERE and joins, none of its columns or order. */
+function countable(knex: Knex, filtered: Knex.QueryBuilder): Knex.QueryBuilder {
+  return filtered.clone().clearSelect().clearOrder().select(knex.raw('1'));
+}
+
+/** The matching rows of `filtered`, counted or estimated. */
+export async function totalOf(knex: Knex, filtered: Knex.QueryBuilder, exactBelow = EXACT_COUNT_BELOW): Promise<Total> {
+  const estimate = await estimateOf(knex, filtered);
   if (estimate >= exactBelow) return { count: estimate, estimated: true };
-  const counted = (await knex.from(filtered.clone().clearSelect().clearOrder().select(knex.raw('1')).as('matching')).count({ n: '*' })) as { n: string | number }[];
-  return { count: Number(counted[0]?.n ?? 0), estimated: false };
+  return { count: await countOf(knex, filtered), estimated: false };
+}
+
+/**
+ * How long a filter's estimate is trusted without asking the planner again. The estimate moves only as
+ * the table grows or shrinks by whole pages and when ANALYZE runs; a walk through 900 pages asks once
+ * every few hundred pages instead of on every page. Exact counts are never remembered: a small total
+ * is counted by every page's own statement.
+ */
+export const ESTIMATE_FRESH_MS = 10_000;
+/** Filters remembered per database handle; past this the oldest is forgotten (a filter by host names makes many). */
+const ESTIMATES_KEPT = 1000;
+const estimates = new WeakMap<Knex, Map<string, { estimate: number; at: number }>>();
+
+function rememberedEstimates(knex: Knex): Map<string, { estimate: number; at: number }> {
+  let kept = estimates.get(knex);
+  if (!kept) estimates.set(knex, (kept = new Map()));
+  return kept;
+}
+
+function remember(kept: Map<string, { estimate: number; at: number }>, key: string, estimate: number): void {
+  kept.delete(key);
+  if (kept.size >= ESTIMATES_KEPT) kept.delete(kept.keys().next().value!);
+  kept.set(key, { estimate, at: Date.now() });
+}
+
+/** The column a page's SELECT carries its total in, when it counts in the same statement. */
+const TOTAL_COLUMN = '__page_total';
+
+/** Whether the query names its columns (else it is `select *`, and a column added alone would replace the star). */
+function namesColumns(query: Knex.QueryBuilder): boolean {
+  return (query as unknown as { _statements: { grouping: string }[] })._statements.some((s) => s.grouping === 'columns');
 }
 
 /**
  * One page of `filtered`: `after` narrows it past the cursor, `order` sorts it by the unique key, and
  * `keyOf` reads that key back from a row for the next cursor. The total is counted (or estimated) on
  * the filtered query without the cursor, so every page of a walk reports the same total.
+ *
+ * Every statement is a round trip, and on a loaded machine each one also waits for a CPU; so a page
+ * sends one statement when it can. The planner's estimate of the filter decides between counting and
+ * estimating (below EXACT_COUNT_BELOW it counts), and it is remembered for ESTIMATE_FRESH_MS:
+ * - estimated large, and fresh: the page's SELECT alone; the total is the remembered estimate;
+ * - estimated small, and fresh: the page's SELECT counts the filter in the same statement (an
+ *   uncorrelated subquery, run once). Should that count reach EXACT_COUNT_BELOW, the planner is asked
+ *   again and decides as it would have;
+ * - not known or not fresh: the EXPLAIN runs beside the SELECT (with the count in it when the filter was
+ *   small), then the COUNT if the estimate is small and was not counted already.
  */
 export async function keysetPage<Row, K>(
   knex: Knex,
@@ -67,12 +122,47 @@ export async function keysetPage<Row, K>(
     exactBelow?: number;
   },
 ): Promise<Page<Row, K>> {
+  const exactBelow = list.exactBelow ?? EXACT_COUNT_BELOW;
   const query = filtered();
+  const { sql, bindings } = query.toSQL();
+  const key = `${sql}\u0000${JSON.stringify(bindings)}`;
   if (page.after !== undefined) list.after(query, page.after);
   else if (page.offset) query.offset(page.offset);
   list.order(query);
-  const [rows, total] = await Promise.all([query.limit(page.limit + 1) as Promise<Row[]>, totalOf(knex, filtered(), list.exactBelow)]);
-  const shown = rows.slice(0, page.limit);
+  query.limit(page.limit + 1);
+
+  const kept = rememberedEstimates(knex);
+  const known = kept.get(key);
+  const fresh = known !== undefined && Date.now() - known.at < ESTIMATE_FRESH_MS;
+  const countHere = known !== undefined && known.estimate < exactBelow;
+  if (countHere) {
+    if (!namesColumns(query)) query.select('*');
+    query.select(knex.raw('? as ??', [knex.from(countable(knex, filtered()).as('matching')).count('*'), TOTAL_COLUMN]));
+  }
+  const [selected, estimate] = await Promise.all([query as Promise<(Row & { [TOTAL_COLUMN]?: string | number })[]>, fresh ? undefined : estimateOf(knex, filtered())]);
+
+  let rows: Row[] = selected;
+  let counted: number | undefined;
+  if (countHere) {
+    // An empty page (past the end, or nothing matches) has no row to carry the count.
+    counted = selected.length > 0 ? Number(selected[0]![TOTAL_COLUMN]) : undefined;
+    rows = selected.map(({ [TOTAL_COLUMN]: _total, ...row }) => row as Row);
+  }
+  let decided = estimate;
+  if (decided === undefined) {
+    if (!countHere) return pageOf(rows, page.limit, list.keyOf, { count: known!.estimate, estimated: true });
+    counted ??= await countOf(knex, filtered());
+    // Remembered as small, but the count says otherwise: the planner decides, as it would have without the memory.
+    if (counted >= exactBelow) decided = await estimateOf(knex, filtered());
+  }
+  if (decided !== undefined) remember(kept, key, decided);
+  const total: Total =
+    decided !== undefined && decided >= exactBelow ? { count: decided, estimated: true } : { count: counted ?? (await countOf(knex, filtered())), estimated: false };
+  return pageOf(rows, page.limit, list.keyOf, total);
+}
+
+function pageOf<Row, K>(rows: Row[], limit: number, keyOf: (row: Row) => K, total: Total): Page<Row, K> {
+  const shown = rows.slice(0, limit);
   const last = shown[shown.length - 1];
-  return { rows: shown, next: rows.length > page.limit && last !== undefined ? list.keyOf(last) : null, total };
+  return { rows: shown, next: rows.length > limit && last !== undefined ? keyOf(last) : null, total };
 }
