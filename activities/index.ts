@@ -13,6 +13,7 @@ import { createInstallActivities, type InstallDeps } from './install';
 import { createProvisioningActivities } from './provisioning';
 import { createDiscoveryActivities, type DiscoveryDeps } from './discovery';
 import { createBulkAcceptActivities } from './bulk-accept';
+import { createAnnealerActivities } from './annealer';
 
 export interface ActivityDeps extends OperationDeps, PowerSyncDeps, InstallDeps, DiscoveryDeps {
   monitoringEndpoint: string;
@@ -32,6 +33,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createInstallActivities(deps),
     ...createDiscoveryActivities(deps),
     ...createBulkAcceptActivities(deps),
+    ...createAnnealerActivities(deps),
 
     /** The provisioner workflow's one step: dnsmasq's files made to say what the database says. */
     reconcileBootFiles: keepAlive(async (): Promise<{ written: string[] }> => {

@@ -3,7 +3,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { SignalDefinition } from '@temporalio/common';
 import type { Knex } from 'knex';
 import * as queue from '../src/db/operations-repo';
-import type { HookKind, OperationKind } from '../src/domain/states';
+import type { HookKind, NodeQueueKind } from '../src/domain/states';
 import { AGENT_PATHS } from '../src/protocol';
 import type { HookResult } from '../src/agent/hooks';
 import { NODE_SIGNALS, type GroupDecision, type NodeSignalName } from '../workflows/definitions';
@@ -22,6 +22,8 @@ export interface OperationDeps {
   /** Cluster-level extra_vars; a request's own vars are merged over them (request keys win). */
   clusterExtraVars: Record<string, unknown>;
   signalNodes: NodeSignaller;
+  /** Wakes the annealer of the deployment a noderole belongs to. */
+  kickAnnealerOf(noderoleId: number): Promise<void>;
 }
 
 /** The wake-ups a bulk request sends its nodes: a signal by name (names cross payloads) with its arguments. */
@@ -33,8 +35,23 @@ export type NotifyNodes =
 export interface OperationRef {
   id: number;
   taskId: string;
-  kind: OperationKind;
+  /** `role`: a deployment's script role, queued by its annealer. */
+  kind: NodeQueueKind;
   status: queue.OperationStatus;
+  /** Set when a deployment's annealer queued the row: it is decided on its own, not with a request's other nodes. */
+  noderoleId?: number | null;
+}
+
+/** What the agent is sent for a script role: read when the step runs, so a retry sends the same. */
+async function roleRunOf(knex: Knex, operationId: number) {
+  const row = await knex('operations as o')
+    .join('noderoles as nr', 'nr.id', 'o.noderole_id')
+    .join('roles as r', 'r.name', 'nr.role')
+    .select('nr.role', 'nr.deployment', 'r.script', 'r.timeout_seconds', 'o.extra_vars')
+    .where('o.id', operationId)
+    .first();
+  if (!row) throw ApplicationFailure.nonRetryable(`operation ${operationId} names no script role (was its noderole unbound?)`, 'NotFound');
+  return { role: row.role as string, deployment: row.deployment as string, script: row.script as string, timeoutSeconds: row.timeout_seconds as number, attributes: row.extra_vars as Record<string, unknown> };
 }
 
 export function createOperationActivities(deps: OperationDeps) {
@@ -45,7 +62,7 @@ export function createOperationActivities(deps: OperationDeps) {
     async claimNextOperation(input: { hostname: string }): Promise<OperationRef | null> {
       const op = await queue.claimNextOperation(knex, input.hostname);
       // A node's rows are never discoveries: those have no hostname.
-      return op ? { id: op.id, taskId: op.taskId, kind: op.kind as OperationKind, status: op.status } : null;
+      return op ? { id: op.id, taskId: op.taskId, kind: op.kind as NodeQueueKind, status: op.status, noderoleId: op.noderoleId } : null;
     },
 
     async requestSlot(input: { operationId: number }): Promise<boolean> {
@@ -77,6 +94,26 @@ export function createOperationActivities(deps: OperationDeps) {
       });
     }),
 
+    /** Runs a deployment's script role on the node: the role's text, with the noderole's effective attributes on stdin. */
+    runRoleScript: keepAlive(async (input: { hostname: string; operationId: number }): Promise<HookResult> => {
+      const run = await roleRunOf(knex, input.operationId);
+      return withNodeAgent(knex, input.hostname, async (agent) => {
+        try {
+          // A retry after a timeout carries the same id and joins the run still going on the agent.
+          return await deps.agents.call<HookResult>(agent, 'POST', `${AGENT_PATHS.roles}/${run.role}`, {
+            operation_id: `${input.operationId}:role`,
+            deployment: run.deployment,
+            script: run.script,
+            attributes: run.attributes,
+            timeout_seconds: run.timeoutSeconds,
+          });
+        } catch (err) {
+          if (err instanceof AgentOperationFailed && err.status === 400) throw ApplicationFailure.nonRetryable(err.message, 'BadRequest');
+          throw err;
+        }
+      });
+    }),
+
     setMonitoringSilenced: keepAlive(async (input: { hostname: string; silenced: boolean }): Promise<void> => {
       await withNodeAgent(knex, input.hostname, (agent) => deps.agents.call(agent, 'POST', AGENT_PATHS.silence, { silenced: input.silenced }));
     }),
@@ -91,7 +128,9 @@ export function createOperationActivities(deps: OperationDeps) {
       error: string | null;
       result?: Record<string, unknown>;
     }): Promise<void> {
-      await queue.finishOperation(knex, input.operationId, input);
+      const noderoleId = await queue.finishOperation(knex, input.operationId, input);
+      // The deployment's annealer settles the noderole and runs what depended on it (it also looks on its own).
+      if (noderoleId !== null) await deps.kickAnnealerOf(noderoleId);
     },
 
     async getDecision(input: { taskId: string }): Promise<'commit' | 'rollback' | null> {

@@ -46,6 +46,8 @@ export interface Config {
   temporalTimeoutMs: number;
   /** Unset (no PROVISIONING_URL): no provisioning network; deploys are refused naming the setting. */
   provisioning?: ProvisioningConfig;
+  /** Role files (*.json, *.yaml) loaded at start-up; unset: roles come from the API only. */
+  rolesDir?: string;
   maxConcurrentDeploys: number;
   deploy: DeploySettings;
   discover: DiscoverConfig;
@@ -358,6 +360,7 @@ export function loadConfig(env: Env = process.env): Config {
     databaseTimeoutMs: duration(env, 'DATABASE_TIMEOUT', '5s'),
     temporalTimeoutMs: duration(env, 'TEMPORAL_TIMEOUT', '5s'),
     provisioning: provisioning(env, dataDir),
+    rolesDir: env.ROLES_DIR || undefined,
     maxConcurrentDeploys: positiveInt(env, 'MAX_CONCURRENT_DEPLOYS', 20),
     deploy: {
       leaseTimeoutMs: duration(env, 'DEPLOY_LEASE_TIMEOUT', '3m'),

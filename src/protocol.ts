@@ -16,6 +16,8 @@ export const AGENT_PATHS = {
   silence: '/v1/monitoring/silence',
   /** POST {hooks}/{commission|decommission|maintenance} with { operation_id, extra_vars }. */
   hooks: '/v1/hooks',
+  /** POST {roles}/{role} with { operation_id, deployment, script, attributes, timeout_seconds }: a deployment's script role. */
+  roles: '/v1/roles',
 } as const;
 
 export interface AnnounceRequest {

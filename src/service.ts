@@ -33,6 +33,9 @@ import { BootService } from './provisioning/boot-service';
 import { createMachineApp } from './provisioning/machine-app';
 import { Provisioner } from './provisioning/provisioner';
 import { DeployService } from './services/deploy-service';
+import { kickAnnealerOfNoderole } from './deployments/annealer-client';
+import { DeploymentService } from './deployments/deployment-service';
+import { loadRoleFiles } from './deployments/role-files';
 import { DomainError } from './domain/errors';
 import { loadOrCreateSshClientKey } from './ssh/client-key';
 import { DiscoveryService } from './ssh/discovery-service';
@@ -112,6 +115,8 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
 
     const db: Database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, timeoutMs: config.databaseTimeoutMs });
     stack.push(() => db.close());
+    // Roles are data: any process may load the files (the save is one locked, idempotent transaction).
+    if (config.rolesDir && role !== 'worker') await loadRoleFiles(db.knex, config.rolesDir);
     // Like the server identity, one key for every process of a deployment: the API seals, the worker opens.
     const secretsKey = await resolveSecretsKey(config.secretsKey, config.dataDir);
     const secretBox = new SecretBox(secretsKey.key);
@@ -169,6 +174,11 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
           maxConcurrentOperations: config.maxConcurrentOperations,
           clusterExtraVars: config.clusterExtraVars,
           signalNodes,
+          // Best effort: the annealer also looks on its own while work is in flight.
+          kickAnnealerOf: (noderoleId) =>
+            kickAnnealerOfNoderole(db.knex, client.workflow, config.taskQueue, noderoleId).catch((err: unknown) =>
+              log.warn(`annealer not woken for noderole ${noderoleId} (it looks again on its own): ${(err as Error).message}`),
+            ),
           maxConcurrentDeploys: config.maxConcurrentDeploys,
           installTokenKey,
           provisioner,
@@ -240,6 +250,7 @@ export async function startService(config: Config, role: Role = 'all'): Promise<
         operations,
         enrollment: new EnrollmentService(db.knex, workflows, agents, secretBox, inventoryChanged),
         deploys: new DeployService(db.knex, operations, workflows, config.provisioning !== undefined),
+        deployments: new DeploymentService(db.knex, client.workflow, config.taskQueue, config.temporalTimeoutMs, config.provisioning !== undefined),
         discovery: new DiscoveryService(db.knex, operations, config.discover),
         sshClientKey,
         workflows,

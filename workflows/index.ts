@@ -4,3 +4,4 @@ export { nodeMonitor } from './node-monitor';
 export { powerSync } from './power-sync';
 export { provisioner } from './provisioner';
 export { discoverAddress } from './discover-address';
+export { deploymentAnnealer } from './deployment-annealer';

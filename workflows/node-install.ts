@@ -7,6 +7,7 @@ import type { InstallEvent } from '../src/provisioning/installs-repo';
 import { db, failureMessage, hardware, PRESETS } from './activity-options';
 import { INVALID_STATE, type CommandResult, type DeploySettings } from './definitions';
 import type { NodeEntity } from './node-entity';
+import type { StateOperation } from './node-operations';
 
 /** The defaults of DEPLOY_* for workflows started before the settings existed. */
 export const DEFAULT_DEPLOY_SETTINGS: DeploySettings = {
@@ -79,7 +80,7 @@ export class InstallRunner {
     return { task_id: this.current.taskId, state: this.node.state };
   }
 
-  async run(op: OperationRef): Promise<void> {
+  async run(op: StateOperation): Promise<void> {
     const install = await db.installOfOperation({ operationId: op.id });
     if (!install) {
       await db.finishOperation({ operationId: op.id, status: 'failed', error: 'the install record of this operation is missing' });

@@ -2,13 +2,17 @@ import { condition, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { OperationRef } from '../activities/operations';
 import type { HookResult } from '../src/agent/hooks';
-import { INSTALL_KINDS, type HookKind } from '../src/domain/states';
+import { SCRIPT_ROLE_STATES } from '../src/domain/noderoles';
+import { INSTALL_KINDS, type HookKind, type OperationKind } from '../src/domain/states';
 import { db as queue, failureMessage, operationStepOptions } from './activity-options';
 import type { DeploySettings } from './definitions';
 import type { NodeEntity } from './node-entity';
 import { InstallRunner } from './node-install';
 
 const MAX_RECHECK_MS = 5 * 60_000;
+
+/** A queued operation that moves the node through the state table (everything but a script role). */
+export type StateOperation = OperationRef & { kind: OperationKind };
 
 function hookError(result: HookResult): string | null {
   if (result.exit_code === 0) return null;
@@ -64,7 +68,9 @@ export class OperationRunner {
     }
   }
 
-  private async run(op: OperationRef): Promise<void> {
+  private async run(ref: OperationRef): Promise<void> {
+    if (ref.kind === 'role') return this.role(ref);
+    const op = ref as StateOperation;
     if (INSTALL_KINDS.includes(op.kind)) return this.installs.run(op);
     const cause = `${op.kind} (task ${op.taskId})`;
     // A resumed run finds the node already in the operation's transient state.
@@ -143,6 +149,28 @@ export class OperationRunner {
     }
   }
 
+  /**
+   * A deployment's script role: no state of the node changes. The node must still be in a state a
+   * script role runs in when its turn comes (something queued before it may have changed that).
+   */
+  private async role(op: OperationRef): Promise<void> {
+    if (!SCRIPT_ROLE_STATES.includes(this.node.state)) {
+      const error = `node is ${this.node.state}; a script role runs on a node that is ${SCRIPT_ROLE_STATES.join(' or ')}`;
+      await queue.finishOperation({ operationId: op.id, status: 'failed', error });
+      return;
+    }
+    const ran = await this.withSlot(op, async () => {
+      this.node.setPhase('role_script');
+      try {
+        const result = await this.onNode.runRoleScript({ hostname: this.node.hostname, operationId: op.id });
+        return { error: hookError(result), result };
+      } catch (err) {
+        return { error: `role: ${failureMessage(err)}`, result: null };
+      }
+    });
+    await queue.finishOperation({ operationId: op.id, status: ran.error ? 'failed' : 'succeeded', error: ran.error, result: { role: ran.result } });
+  }
+
   private async commission(op: OperationRef, cause: string): Promise<void> {
     const leavingMaintenance = this.node.previousState === 'maintenance';
     const step = await this.withSlot(op, async () => {
@@ -153,7 +181,8 @@ export class OperationRunner {
     await queue.markOperationWaiting({ operationId: op.id, error: step.error, result: { commission: step.result } });
 
     this.node.setPhase('waiting_for_request');
-    const decision = await this.decision(op.taskId);
+    // A deployment's commission role is a request of one: its own step decides it.
+    const decision = op.noderoleId ? (step.error ? 'rollback' : 'commit') : await this.decision(op.taskId);
     if (decision === 'commit') {
       await this.node.transition({ event: 'commissioned', cause, taskId: op.taskId, lastError: null, monitoringSilenced: false });
       await queue.finishOperation({ operationId: op.id, status: 'succeeded', error: null });

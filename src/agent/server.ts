@@ -23,6 +23,7 @@ export interface OperationsContext {
 }
 
 const HOOK_ROUTE = new RegExp(`^${AGENT_PATHS.hooks}/(${HOOK_KINDS.join('|')})$`);
+const ROLE_ROUTE = new RegExp(`^${AGENT_PATHS.roles}/([a-z0-9][a-z0-9-]{0,62})$`);
 
 class HttpError extends Error {
   constructor(
@@ -94,6 +95,8 @@ async function dispatch(ctx: OperationsContext, req: http.IncomingMessage): Prom
       return { config_file: await ctx.operations.setMonitoringSilenced(body.silenced), silenced: body.silenced };
     }
     default: {
+      const role = req.method === 'POST' ? ROLE_ROUTE.exec(req.url ?? '') : null;
+      if (role) return runRole(ctx, role[1]!, await readJson(req));
       const hook = req.method === 'POST' ? HOOK_ROUTE.exec(req.url ?? '') : null;
       if (!hook) throw new HttpError(404, `no operation ${route}`);
       const body = await readJson(req);
@@ -105,6 +108,18 @@ async function dispatch(ctx: OperationsContext, req: http.IncomingMessage): Prom
       return running;
     }
   }
+}
+
+function runRole(ctx: OperationsContext, role: string, body: Record<string, unknown>): Promise<unknown> {
+  const { operation_id: operationId, deployment, script, attributes, timeout_seconds: timeoutSeconds } = body;
+  if (typeof operationId !== 'string' || !operationId) throw new HttpError(400, 'operation_id must be a non-empty string');
+  if (typeof deployment !== 'string' || !deployment) throw new HttpError(400, 'deployment must be a non-empty string');
+  if (typeof script !== 'string' || !script.startsWith('#!')) throw new HttpError(400, 'script must be the text of an executable, starting with #!');
+  if (typeof attributes !== 'object' || attributes === null || Array.isArray(attributes)) throw new HttpError(400, 'attributes must be an object');
+  if (typeof timeoutSeconds !== 'number' || !(timeoutSeconds > 0)) throw new HttpError(400, 'timeout_seconds must be a positive number');
+  const running = ctx.hooks.runRole(operationId, { role, deployment, script, attributes: attributes as Record<string, unknown>, timeoutMs: timeoutSeconds * 1000 });
+  if (running === 'busy') throw new HttpError(409, 'another operation is running on this node');
+  return running;
 }
 
 /** HTTPS with a required client certificate whose key must be the pinned server key. */

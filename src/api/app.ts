@@ -16,6 +16,8 @@ import { enrollmentRoutes } from './routes/enrollment-routes';
 import { nodeRoutes } from './routes/node-routes';
 import { operationRoutes } from './routes/operation-routes';
 import { taskRoutes } from './routes/task-routes';
+import { deploymentRoutes } from '../deployments/routes';
+import type { DeploymentService } from '../deployments/deployment-service';
 import type { SshClientKey } from '../ssh/client-key';
 import type { DiscoveryService } from '../ssh/discovery-service';
 import { sshRoutes } from '../ssh/ssh-routes';
@@ -30,6 +32,7 @@ export interface AppDeps {
   operations: OperationService;
   enrollment: EnrollmentService;
   deploys: DeployService;
+  deployments: DeploymentService;
   discovery: DiscoveryService;
   sshClientKey: SshClientKey;
   workflows: NodeWorkflows;
@@ -78,6 +81,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use('/api/v1', imageRoutes(deps.knex));
   app.use('/api/v1', sshRoutes(deps.knex, deps.discovery, deps.sshClientKey));
   app.use('/api/v1', taskRoutes(deps.knex));
+  app.use('/api/v1', deploymentRoutes(deps.knex, deps.deployments));
   app.use(notFoundHandler);
   app.use(errorHandler);
   return app;

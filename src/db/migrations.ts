@@ -313,6 +313,79 @@ const MIGRATIONS: Migration[] = [
       await knex.raw("create index node_claims_pending on node_claims (hostname, first_seen_at, fingerprint) where status = 'pending'");
     },
   },
+  {
+    name: '009_deployments_roles_noderoles',
+    async up(knex) {
+      // OpenCrowbar's deployment tree; `system` is its root and every node's home until moved.
+      await knex.schema.createTable('deployments', (t) => {
+        t.text('name').primary();
+        t.text('parent').references('name').inTable('deployments');
+        t.text('state').notNullable();
+        t.text('description').notNullable().defaultTo('');
+        t.timestamp('created_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+        t.timestamp('updated_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+        t.timestamp('committed_at', { useTz: true });
+        t.index(['parent', 'name']);
+      });
+      await knex('deployments').insert({ name: 'system', parent: null, state: 'committed', description: 'The root: every node until it is moved.', committed_at: knex.fn.now() });
+      await knex.schema.alterTable('nodes', (t) => {
+        t.text('deployment').notNullable().defaultTo('system').references('name').inTable('deployments');
+        t.index(['deployment', 'hostname']);
+      });
+      await knex.schema.createTable('roles', (t) => {
+        t.text('name').primary();
+        t.text('kind').notNullable();
+        t.text('description').notNullable().defaultTo('');
+        t.specificType('requires', 'text[]').notNullable().defaultTo('{}');
+        t.jsonb('attributes').notNullable().defaultTo('{}');
+        t.text('script');
+        t.integer('timeout_seconds').notNullable().defaultTo(600);
+        // Bumped by every change of what the role does: a re-commit runs its noderoles again.
+        t.integer('revision').notNullable().defaultTo(1);
+        t.text('source').notNullable().defaultTo('api');
+        t.timestamp('created_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+        t.timestamp('updated_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+      });
+      await knex('roles').insert([
+        { name: 'os-install', kind: 'os-install', source: 'builtin', description: 'Installs the image named by the `image` attribute (deploy, or rebuild of an active node).' },
+        { name: 'commission', kind: 'commission', source: 'builtin', description: "Commissions the node (its agent's commission hook)." },
+      ]);
+      await knex.schema.createTable('deployment_roles', (t) => {
+        t.text('deployment').notNullable().references('name').inTable('deployments').onDelete('CASCADE');
+        t.text('role').notNullable().references('name').inTable('roles');
+        t.jsonb('attributes').notNullable().defaultTo('{}');
+        t.primary(['deployment', 'role']);
+      });
+      await knex.schema.createTable('noderoles', (t) => {
+        t.bigIncrements('id');
+        t.text('deployment').notNullable().references('name').inTable('deployments');
+        t.text('role').notNullable().references('name').inTable('roles');
+        t.text('hostname').notNullable().references('hostname').inTable('nodes').onDelete('CASCADE');
+        t.text('state').notNullable();
+        t.jsonb('attributes').notNullable().defaultTo('{}');
+        // What the last run was given (attributes and role revision): a re-commit compares against it.
+        t.jsonb('run_attributes');
+        t.integer('run_revision');
+        t.text('error');
+        t.uuid('task_id');
+        t.bigInteger('operation_id');
+        t.integer('runs').notNullable().defaultTo(0);
+        t.timestamp('created_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+        t.timestamp('updated_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+        t.timestamp('started_at', { useTz: true });
+        t.timestamp('finished_at', { useTz: true });
+        // One binding of a role to a node: a node is in one deployment, so this is unique cluster-wide.
+        t.unique(['hostname', 'role']);
+        t.index(['deployment', 'state']);
+        t.index(['task_id']);
+        t.index(['role', 'id']);
+      });
+      // An operation the annealer queued names its noderole; the node runs it like any other.
+      await knex.schema.alterTable('operations', (t) => {
+        t.bigInteger('noderole_id');
+      });
+    },
+  },
 ];
 
 /** The one way the schema is brought up to date: start-up and tests alike call this. */

@@ -3,7 +3,7 @@ import { BulkRefused, type BulkOffender } from '../domain/errors';
 import { holdImage } from '../images/images-repo';
 import { createInstalls } from '../provisioning/installs-repo';
 import { discoverWorkflowId } from '../../workflows/definitions';
-import { allowedVerbs, INSTALL_KINDS, nextState, operationTarget, slotPoolOf, type NodeState, type OperationKind, type SlotPool } from '../domain/states';
+import { allowedVerbs, INSTALL_KINDS, nextState, operationTarget, slotPoolOf, type NodeQueueKind, type NodeState, type OperationKind, type SlotPool } from '../domain/states';
 
 /**
  * The operation queue (OpenCrowbar's "one task per node, at most N in flight", kept in PostgreSQL).
@@ -16,19 +16,19 @@ export const OPEN_STATUSES = ['queued', 'running', 'waiting'] as const;
 export type OperationStatus = 'queued' | 'running' | 'waiting' | 'succeeded' | 'failed';
 
 /** What the queue runs: a node's operation, or a discovery (an address, no node yet) taking a general slot. */
-export type QueueKind = OperationKind | 'discover';
+export type QueueKind = NodeQueueKind | 'discover';
 /**
  * What a bulk task's rows can be: queue rows, or a bulk accept's (src/db/bulk-accept-repo.ts). An accept
  * row is worked by its task's own workflow, never claimed by the node, and takes no slot.
  */
-export type BulkKind = QueueKind | 'accept';
+export type BulkKind = OperationKind | 'discover' | 'accept';
 
 export interface OperationRecord {
   id: number;
   taskId: string;
   /** null for a discovery: its node is named by the join (see `address`). */
   hostname: string | null;
-  kind: BulkKind;
+  kind: BulkKind | 'role';
   status: OperationStatus;
   extraVars: Record<string, unknown>;
   error: string | null;
@@ -36,6 +36,8 @@ export interface OperationRecord {
   createdAt: Date;
   startedAt: Date | null;
   finishedAt: Date | null;
+  /** The noderole a deployment's annealer queued this row for. */
+  noderoleId: number | null;
   /** A discovery's address and the step it is at (or failed in). */
   address?: string;
   step?: string | null;
@@ -55,6 +57,7 @@ function toOperation(row: any): OperationRecord {
     createdAt: row.created_at,
     startedAt: row.started_at,
     finishedAt: row.finished_at,
+    noderoleId: row.noderole_id === null || row.noderole_id === undefined ? null : Number(row.noderole_id),
   };
 }
 
@@ -79,19 +82,11 @@ export interface BulkRequest {
 export async function submitBulk(knex: Knex, request: BulkRequest): Promise<void> {
   await knex.transaction(async (trx) => {
     await lockScheduler(trx);
-    const nodes: { hostname: string; state: NodeState; driver: string | null; has_port: boolean }[] = await trx('nodes')
-      .select('hostname', 'state', 'driver', trx.raw('exists (select 1 from node_ports p where p.hostname = nodes.hostname) as has_port'))
-      .whereRaw('hostname = any(?)', [request.hostnames]);
+    const nodes = await installFacts(trx, request.hostnames);
     const nodeOf = new Map(nodes.map((n) => [n.hostname, n]));
     const install = INSTALL_KINDS.includes(request.kind);
     if (install && !request.image) throw new Error(`a ${request.kind} request names its image`);
-    const queued = await trx('operations')
-      .distinctOn('hostname')
-      .select('hostname', 'kind')
-      .whereIn('status', OPEN_STATUSES)
-      .whereRaw('hostname = any(?)', [request.hostnames])
-      .orderBy([{ column: 'hostname' }, { column: 'id', order: 'desc' }]);
-    const lastQueued = new Map<string, OperationKind>(queued.map((q) => [q.hostname, q.kind]));
+    const lastQueued = await lastQueuedChanges(trx, request.hostnames);
 
     const offenders: BulkOffender[] = [];
     for (const hostname of request.hostnames) {
@@ -101,13 +96,9 @@ export async function submitBulk(knex: Knex, request: BulkRequest): Promise<void
         continue;
       }
       const state = node.state;
-      // An install power-cycles through the BMC and boots the node's MAC from the network: no state mends their lack.
-      if (install && node.driver !== 'ipmi') {
-        offenders.push({ node: hostname, problem: `has no BMC (driver ${node.driver ?? 'none'}; an install needs ipmi)` });
-        continue;
-      }
-      if (install && !node.has_port) {
-        offenders.push({ node: hostname, problem: 'has no port MAC to boot from' });
+      const unfit = install ? installProblem(node) : null;
+      if (unfit) {
+        offenders.push({ node: hostname, problem: unfit });
         continue;
       }
       const pending = lastQueued.get(hostname);
@@ -150,6 +141,42 @@ export async function submitBulk(knex: Knex, request: BulkRequest): Promise<void
       }
     }
   });
+}
+
+export interface InstallFacts {
+  hostname: string;
+  state: NodeState;
+  driver: string | null;
+  has_port: boolean;
+}
+
+/** What decides whether nodes can be installed: their state, driver and boot port. */
+export async function installFacts(trx: Knex.Transaction, hostnames: string[]): Promise<InstallFacts[]> {
+  return trx('nodes')
+    .select('hostname', 'state', 'driver', trx.raw('exists (select 1 from node_ports p where p.hostname = nodes.hostname) as has_port'))
+    .whereRaw('hostname = any(?)', [hostnames]);
+}
+
+/** An install power-cycles through the BMC and boots the node's MAC from the network: no state mends their lack. */
+export function installProblem(node: InstallFacts): string | null {
+  if (node.driver !== 'ipmi') return `has no BMC (driver ${node.driver ?? 'none'}; an install needs ipmi)`;
+  if (!node.has_port) return 'has no port MAC to boot from';
+  return null;
+}
+
+/**
+ * Each node's last open operation that changes its state: a node is judged by the state it will be in
+ * once those have run. A script role changes no state, so it is passed over.
+ */
+export async function lastQueuedChanges(trx: Knex.Transaction, hostnames: string[]): Promise<Map<string, OperationKind>> {
+  const queued = await trx('operations')
+    .distinctOn('hostname')
+    .select('hostname', 'kind')
+    .whereIn('status', OPEN_STATUSES)
+    .whereNot({ kind: 'role' })
+    .whereRaw('hostname = any(?)', [hostnames])
+    .orderBy([{ column: 'hostname' }, { column: 'id', order: 'desc' }]);
+  return new Map<string, OperationKind>(queued.map((q) => [q.hostname, q.kind]));
 }
 
 /** Withdraws a request whose workflow could not be started; rows a node already took are left to run. */
@@ -258,14 +285,16 @@ export async function markWaiting(knex: Knex, operationId: number, error: string
   await knex('operations').where({ id: operationId }).update({ status: 'waiting', error, result: JSON.stringify(result) });
 }
 
+/** Ends a row; returns the noderole it runs (a deployment's annealer queued it), or null. */
 export async function finishOperation(
   knex: Knex,
   operationId: number,
   outcome: { status: 'succeeded' | 'failed'; error: string | null; result?: Record<string, unknown> },
-): Promise<void> {
+): Promise<number | null> {
   const changes: Record<string, unknown> = { status: outcome.status, error: outcome.error, finished_at: new Date() };
   if (outcome.result) changes.result = JSON.stringify(outcome.result);
-  await knex('operations').where({ id: operationId }).update(changes);
+  const [row] = await knex('operations').where({ id: operationId }).update(changes).returning('noderole_id');
+  return row?.noderole_id === null || row?.noderole_id === undefined ? null : Number(row.noderole_id);
 }
 
 export interface TaskProgress {

@@ -77,13 +77,15 @@ export type WorkflowProvisionVerb = Extract<ProvisionVerb, 'manage' | 'adopt'>;
 /** The bulk operations, which queue per node and take slots of their pool's cap. */
 export const OPERATION_KINDS = ['commission', 'decommission', 'maintenance', 'deploy', 'rebuild'] as const;
 export type OperationKind = (typeof OPERATION_KINDS)[number];
+/** What a node's operation queue runs: the bulk operations, and a deployment's script roles (src/domain/noderoles.ts). */
+export type NodeQueueKind = OperationKind | 'role';
 /** The operations that run a hook on the node's agent (the agent serves exactly these). */
 export const HOOK_KINDS = ['commission', 'decommission', 'maintenance'] as const satisfies readonly OperationKind[];
 export type HookKind = (typeof HOOK_KINDS)[number];
 /** Installs take slots of their own cap (MAX_CONCURRENT_DEPLOYS, Metal3's provisioning limit); the rest share one. */
 export const INSTALL_KINDS: readonly OperationKind[] = ['deploy', 'rebuild'];
 export type SlotPool = 'install' | 'general';
-export function slotPoolOf(kind: OperationKind | 'discover'): SlotPool {
+export function slotPoolOf(kind: NodeQueueKind | 'discover'): SlotPool {
   return (INSTALL_KINDS as readonly string[]).includes(kind) ? 'install' : 'general';
 }
 

@@ -70,7 +70,7 @@ export const operationSchema = z
     hostname: z.string().nullable().meta({ description: 'null for a discovery until it names its node.' }),
     address: z.string().optional().meta({ description: "A discovery's address." }),
     step: z.string().nullable().optional().meta({ description: 'The step a discovery is at, or failed in.' }),
-    kind: z.enum([...OPERATION_KINDS, 'discover', 'accept']),
+    kind: z.enum([...OPERATION_KINDS, 'discover', 'accept', 'role']).meta({ description: "`role`: a deployment's script role, queued by its annealer." }),
     status: z.enum(['queued', 'running', 'waiting', 'succeeded', 'failed']),
     error: z.string().nullable(),
     result: jsonObject.nullable(),

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { getTask, pageTasks, TASK_STATUSES } from '../../db/tasks-repo';
 import { NotFound } from '../../domain/errors';
 import { operationsOfTask, taskProgress } from '../../db/operations-repo';
+import { annealProgress } from '../../deployments/noderoles-repo';
 import { cursorParam, limitParam, refuseOffsetWithCursor, sendPage, timeKey } from '../paging';
 import { presentOperation, presentTask } from '../present';
 import { hostnameSchema, oneValue, paginationSchema, parse } from '../validation';
@@ -36,7 +37,10 @@ export function taskRoutes(knex: Knex): Router {
     const task = await getTask(knex, id);
     if (!task) throw new NotFound(`no task ${id}`, { id });
     const body: Record<string, unknown> = presentTask(task);
-    if (task.hostname === null) {
+    if (task.kind === 'anneal') {
+      // A deployment's commit or retry: its progress is its noderoles'.
+      Object.assign(body, await annealProgress(knex, id, page.node_limit));
+    } else if (task.hostname === null) {
       const { stepFailures: _internal, ...progress } = await taskProgress(knex, id);
       body.progress = progress;
       body.nodes = (await operationsOfTask(knex, id, { limit: page.node_limit, offset: page.node_offset })).map(presentOperation);

@@ -1,0 +1,63 @@
+import { randomUUID } from 'node:crypto';
+import type { WorkflowClient } from '@temporalio/client';
+import type { Knex } from 'knex';
+import { BulkRefused, Conflict, Unavailable, type BulkOffender } from '../domain/errors';
+import { installFacts, installProblem } from '../db/operations-repo';
+import { kickAnnealer } from './annealer-client';
+import { commitDeployment, installsToRun, retryNoderole, type AnnealTask } from './noderoles-repo';
+
+/**
+ * Commit and retry: the two requests that give a deployment's annealer work. Each is one transaction
+ * that also wakes the annealer (starting it if need be); if Temporal does not take the wake-up, the
+ * transaction is rolled back and the caller gets a 503 with nothing changed.
+ */
+export class DeploymentService {
+  constructor(
+    private readonly knex: Knex,
+    private readonly client: WorkflowClient,
+    private readonly taskQueue: string,
+    private readonly temporalTimeoutMs: number,
+    /** False when the service has no provisioning network: os-install is refused up front. */
+    private readonly provisioningConfigured: boolean,
+  ) {}
+
+  async commit(deployment: string): Promise<AnnealTask> {
+    return commitDeployment(this.knex, {
+      deployment,
+      taskId: randomUUID(),
+      validate: (trx) => this.refuseUnfitInstalls(trx, deployment),
+      kick: () => this.kick(deployment),
+    });
+  }
+
+  async retry(id: number): Promise<AnnealTask> {
+    return retryNoderole(this.knex, { id, taskId: randomUUID(), kick: (deployment) => this.kick(deployment) });
+  }
+
+  private async kick(deployment: string): Promise<void> {
+    try {
+      await kickAnnealer(this.client, this.taskQueue, deployment, this.temporalTimeoutMs);
+    } catch (err) {
+      throw new Unavailable(`Temporal is not answering; nothing was committed: ${(err as Error).message}`);
+    }
+  }
+
+  /** What can be known before anything runs: every install to run names a registered image, and its node has a BMC and a boot port. */
+  private async refuseUnfitInstalls(trx: Knex.Transaction, deployment: string): Promise<void> {
+    const installs = await installsToRun(trx, deployment);
+    if (installs.length === 0) return;
+    if (!this.provisioningConfigured) {
+      throw new Conflict('os-install needs a provisioning network, and none is configured: set PROVISIONING_URL and the PROVISIONING_* settings (README, OS install)');
+    }
+    const images = new Set((await trx('images').select('name')).map((r) => r.name as string));
+    const facts = new Map((await installFacts(trx, installs.map((i) => i.hostname))).map((f) => [f.hostname, f]));
+    const offenders: BulkOffender[] = [];
+    for (const install of installs) {
+      if (typeof install.image !== 'string' || !install.image) offenders.push({ node: install.hostname, problem: 'os-install has no `image` attribute' });
+      else if (!images.has(install.image)) offenders.push({ node: install.hostname, problem: `os-install names image ${install.image}, which is not registered` });
+      const unfit = installProblem(facts.get(install.hostname)!);
+      if (unfit) offenders.push({ node: install.hostname, problem: unfit });
+    }
+    if (offenders.length > 0) throw new BulkRefused('commit', offenders);
+  }
+}
