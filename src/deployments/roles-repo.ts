@@ -82,16 +82,16 @@ export async function roleGraph(knex: Knex): Promise<Map<string, string[]>> {
 }
 
 /** Refuses a graph with an unknown required role or a cycle, naming them (400: the definition is wrong). */
-function checkGraph(graph: Map<string, string[]>, changed: string[]): void {
+function checkGraph(graph: Map<string, string[]>, changed: string[], field: (name: string, key: string) => string): void {
   const problems: { field: string; problem: string }[] = [];
   for (const name of changed) {
     const unknown = (graph.get(name) ?? []).filter((r) => !graph.has(r));
-    if (unknown.length > 0) problems.push({ field: `${name}.requires`, problem: `names unknown role(s) ${unknown.join(', ')}` });
-    if ((graph.get(name) ?? []).includes(name)) problems.push({ field: `${name}.requires`, problem: 'names the role itself' });
+    if (unknown.length > 0) problems.push({ field: field(name, 'requires'), problem: `names unknown role(s) ${unknown.join(', ')}` });
+    if ((graph.get(name) ?? []).includes(name)) problems.push({ field: field(name, 'requires'), problem: 'names the role itself' });
   }
   if (problems.length > 0) throw new ValidationFailed(problems);
   const cycle = findCycle(graph);
-  if (cycle) throw new ValidationFailed([{ field: `${cycle[0]}.requires`, problem: `makes a dependency cycle: ${cycle.join(' -> ')}` }]);
+  if (cycle) throw new ValidationFailed([{ field: field(changed.includes(cycle[0]!) ? cycle[0]! : changed[0]!, 'requires'), problem: `makes a dependency cycle: ${cycle.join(' -> ')}` }]);
 }
 
 function scriptProblem(definition: RoleDefinition): string | null {
@@ -107,6 +107,8 @@ export async function saveRoles(knex: Knex, definitions: RoleDefinition[], mode:
   return knex.transaction(async (trx) => {
     await trx.raw('select pg_advisory_xact_lock(?)', [ROLES_LOCK]);
     const graph = await roleGraph(trx);
+    // One role (a request body) is named by its fields; a set (role files) by role and field.
+    const field = (name: string, key: string) => (definitions.length === 1 && source === 'api' ? key : `${name}.${key}`);
     const existing = new Map((await trx<RoleRow>('roles').whereIn('name', definitions.map((d) => d.name))).map((r) => [r.name, r]));
     const problems: { field: string; problem: string }[] = [];
     for (const d of definitions) {
@@ -115,16 +117,16 @@ export async function saveRoles(knex: Knex, definitions: RoleDefinition[], mode:
       if (mode === 'replace' && !before) throw new NotFound(`no role ${d.name}`, { role: d.name });
       if (before?.source === 'builtin') {
         // A built-in role's work is the service's own: only its defaults and description are the operator's.
-        if (d.script !== undefined && d.script !== null) problems.push({ field: `${d.name}.script`, problem: `cannot be set: ${d.name} is built in` });
-        if ((d.requires ?? []).length > 0) problems.push({ field: `${d.name}.requires`, problem: `cannot be set: ${d.name} is built in` });
+        if (d.script !== undefined && d.script !== null) problems.push({ field: field(d.name, 'script'), problem: `cannot be set: ${d.name} is built in` });
+        if ((d.requires ?? []).length > 0) problems.push({ field: field(d.name, 'requires'), problem: `cannot be set: ${d.name} is built in` });
         continue;
       }
       const script = scriptProblem(d);
-      if (script) problems.push({ field: `${d.name}.script`, problem: script });
+      if (script) problems.push({ field: field(d.name, 'script'), problem: script });
       graph.set(d.name, d.requires ?? []);
     }
     if (problems.length > 0) throw new ValidationFailed(problems);
-    checkGraph(graph, definitions.map((d) => d.name));
+    checkGraph(graph, definitions.map((d) => d.name), field);
 
     const saved: RoleRecord[] = [];
     for (const d of definitions) {
