@@ -263,6 +263,12 @@ describe('nodectl deployments, roles and noderoles against the service', () => {
 
     expect(second.code).toBe(0);
     expect(readRuns(log).slice(again)).toEqual([{ role: 'c', hostname: n3, deployment: 'web', attributes: expect.objectContaining({ replicas: 3 }) }]);
+    // Nothing changed since: a commit runs nothing and succeeds at once.
+    expect((await nodectl('deployments', 'propose', 'web')).code).toBe(0);
+    const unchanged = await nodectl('deployments', 'commit', 'web', '--wait');
+    expect(unchanged.code).toBe(0);
+    expect(unchanged.stdout).toContain('commit of web succeeded: 0 active, 0 error, 0 blocked');
+    expect(readRuns(log)).toHaveLength(again + 1);
     const counts = JSON.parse((await nodectl('deployments', 'show', 'web', '--json')).stdout).noderole_counts;
     expect(counts).toMatchObject({ active: 9, todo: 0, error: 0 });
   }, 600_000);

@@ -69,6 +69,8 @@ interface DeploymentDetail extends Deployment {
   path: string[];
   roles: { role: string; attributes: Record<string, unknown> }[];
   noderoles: Noderole[];
+  /** More noderoles than the detail shows: read them all from GET /noderoles?deployment=. */
+  noderoles_truncated?: boolean;
 }
 
 interface Noderole {
@@ -154,7 +156,7 @@ async function showDeployment(api: ApiClient, name: string, flags: DeploymentFla
   const d = await api.request<DeploymentDetail>('GET', deploymentPath(name));
   const total = COUNT_ORDER.reduce((sum, s) => sum + (d.noderole_counts?.[s] ?? 0), 0);
   // The detail carries the first 1000 noderoles; a bigger deployment is read whole, page by page.
-  const noderoles = total > d.noderoles.length ? await api.list<Noderole>(`/api/v1/noderoles${query({ deployment: name })}`) : d.noderoles;
+  const noderoles = (d.noderoles_truncated ?? total > d.noderoles.length) ? await api.list<Noderole>(`/api/v1/noderoles${query({ deployment: name })}`) : d.noderoles;
   if (flags.json) {
     out(JSON.stringify({ ...d, noderoles }, null, 2));
     return 0;
@@ -204,7 +206,7 @@ export async function deploymentsCommand(api: ApiClient, verb: string | undefine
       if (args.length < 3) usage('deployments bind NAME ROLE NODE... [--attr k=v]...');
       const attributes = flags.attr === undefined ? {} : { attributes: parseAttrs(flags.attr) };
       const bound = await api.request<{ noderoles: Noderole[] }>('POST', `${deploymentPath(name!)}/bind`, { role, nodes: rest, ...attributes });
-      print(bound, `${noderoleTable(bound.noderoles)}\n${name}: ${role} bound to ${plural(rest.length, 'node')} (${plural(bound.noderoles.length, 'noderole')}, required roles included)`);
+      print(bound, `${noderoleTable(bound.noderoles)}\n${name}: ${role} bound to ${plural(rest.length, 'node')}${bound.noderoles.length > rest.length ? ` (${plural(bound.noderoles.length, 'noderole')}, required roles included)` : ''}`);
       return 0;
     }
     case 'unbind': {

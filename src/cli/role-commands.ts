@@ -143,7 +143,7 @@ function fromFileAlone(flags: RoleFlags, usage: string): RoleBody {
   return parseRoleFile(readText(file, 'the role file'), file === '-' ? 'stdin' : path.basename(file));
 }
 
-function showRole(role: Role, json: boolean, out: Out): void {
+function showRole(role: Role, json: boolean, out: Out, withScript = true): void {
   if (json) {
     out(JSON.stringify(role, null, 2));
     return;
@@ -159,7 +159,9 @@ function showRole(role: Role, json: boolean, out: Out): void {
     ['updated', role.updated_at],
   ];
   out(rows.map(([k, v]) => `${k.padEnd(12)}${v}`).join('\n'));
-  if (role.script !== null) out(`script:\n${role.script.replace(/\n?$/, '\n')}`.trimEnd());
+  if (role.script === null) return;
+  if (withScript) out(`script:\n${role.script.trimEnd()}`);
+  else out(`${'script'.padEnd(12)}${role.script.split('\n').length} lines (nodectl roles show ${role.name})`);
 }
 
 const rolePath = (name: string) => `/api/v1/roles/${encodeURIComponent(name)}`;
@@ -177,7 +179,7 @@ async function createRole(api: ApiClient, names: string[], flags: RoleFlags, out
     if (flags.unset !== undefined) throw new CliError('--unset is for roles update', 2);
     body = { name: names[0]!, ...bodyFromFlags(flags) };
   }
-  showRole(await api.request<Role>('POST', '/api/v1/roles', body), flags.json, out);
+  showRole(await api.request<Role>('POST', '/api/v1/roles', body), flags.json, out, false);
   return 0;
 }
 
@@ -209,7 +211,7 @@ async function updateRole(api: ApiClient, names: string[], flags: RoleFlags, out
           timeout_seconds: change.timeout_seconds ?? current.timeout_seconds,
         };
   }
-  showRole(await api.request<Role>('PUT', rolePath(name), body), flags.json, out);
+  showRole(await api.request<Role>('PUT', rolePath(name), body), flags.json, out, false);
   return 0;
 }
 
