@@ -3,7 +3,9 @@ import type { WorkflowClient } from '@temporalio/client';
 import type { Knex } from 'knex';
 import { BulkRefused, Conflict, Unavailable, type BulkOffender } from '../domain/errors';
 import { installFacts, installProblem } from '../db/operations-repo';
+import { log } from '../log';
 import { kickAnnealer } from './annealer-client';
+import { deleteDeployment } from './deployments-repo';
 import { commitDeployment, installsToRun, retryNoderole, type AnnealTask } from './noderoles-repo';
 
 /**
@@ -32,6 +34,14 @@ export class DeploymentService {
 
   async retry(id: number): Promise<AnnealTask> {
     return retryNoderole(this.knex, { id, taskId: randomUUID(), kick: (deployment) => this.kick(deployment) });
+  }
+
+  /** Deletes an empty deployment, then lets its annealer (if it ever ran) see it gone and end. */
+  async delete(deployment: string): Promise<void> {
+    await deleteDeployment(this.knex, deployment);
+    await kickAnnealer(this.client, this.taskQueue, deployment, this.temporalTimeoutMs).catch((err: unknown) =>
+      log.warn(`annealer of deleted deployment ${deployment} not told (it ends at its next look): ${(err as Error).message}`),
+    );
   }
 
   private async kick(deployment: string): Promise<void> {

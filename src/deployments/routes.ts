@@ -6,7 +6,6 @@ import { noQuery, parse } from '../api/validation';
 import type { AnnealTask } from './noderoles-repo';
 import {
   createDeployment,
-  deleteDeployment,
   deploymentRoles,
   getDeployment,
   moveNodes,
@@ -98,7 +97,7 @@ export function deploymentRoutes(knex: Knex, service: DeploymentService): Router
     res.json({ ...presentDeployment(deployment), path, tree, roles, noderoles: noderoles.rows.map(presentNoderole), noderoles_truncated: noderoles.next !== null });
   });
   router.delete('/deployments/:name', async (req, res) => {
-    await deleteDeployment(knex, deploymentName(req.params.name));
+    await service.delete(deploymentName(req.params.name));
     res.status(204).end();
   });
   router.post('/deployments/:name/propose', async (req, res) => {
