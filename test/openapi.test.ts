@@ -271,6 +271,94 @@ describe('real answers match the document', () => {
     expectDocumented(deleted, 'delete', '/api/v1/nodes/{hostname}');
   });
 
+  test('roles, a deployment, its noderoles and an anneal task, with their refusals', async () => {
+    const documented = async (res: Promise<HttpResponse>, status: number, method: string, path: string) => {
+      const answer = await res;
+      if (answer.status !== status) throw new Error(`${method.toUpperCase()} ${path}: expected ${status}, got ${answer.status} ${JSON.stringify(answer.body)}`);
+      expectDocumented(answer, method, path);
+      return answer.body;
+    };
+    const script = '#!/bin/sh\nexit 0\n';
+    // A node enrolled by its driver stays in enroll: a script role on it is refused by the annealer, which
+    // gives an anneal task that fails (an error and what it blocks) without any agent.
+    const node = ts.hostname('noderoles');
+    const agentKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey;
+    await documented(ts.api.post('/api/v1/nodes', { name: node, driver: 'agent', driver_info: { agent_fingerprint: fingerprintOf(agentKey) } }), 201, 'post', '/api/v1/nodes');
+
+    // Roles.
+    await documented(ts.api.post('/api/v1/roles', { name: 'doc-base', script }), 201, 'post', '/api/v1/roles');
+    const app = await documented(ts.api.post('/api/v1/roles', { name: 'doc-app', script, requires: ['doc-base'], attributes: { port: 80 } }), 201, 'post', '/api/v1/roles');
+    expect(app).toMatchObject({ kind: 'script', requires: ['doc-base'], builtin: false, revision: 1 });
+    const exists = await documented(ts.api.post('/api/v1/roles', { name: 'doc-app', script }), 409, 'post', '/api/v1/roles');
+    expect(exists.error.code).toBe('conflict');
+    const cycle = await documented(ts.api.request('PUT', '/api/v1/roles/doc-base', { json: { script, requires: ['doc-app'] } }), 400, 'put', '/api/v1/roles/{name}');
+    expect(cycle.error.fields).toEqual([expect.objectContaining({ problem: expect.stringContaining('doc-app -> doc-base -> doc-app') })]);
+    await documented(ts.api.request('PUT', '/api/v1/roles/doc-app', { json: { script, requires: ['doc-base'], attributes: { port: 8080 } } }), 200, 'put', '/api/v1/roles/{name}');
+    await documented(ts.api.get('/api/v1/roles/commission'), 200, 'get', '/api/v1/roles/{name}');
+    await documented(ts.api.get('/api/v1/roles?limit=2'), 200, 'get', '/api/v1/roles');
+    await documented(ts.api.request('DELETE', '/api/v1/roles/commission'), 409, 'delete', '/api/v1/roles/{name}');
+
+    // A deployment, a role's attributes in it, and a bind (with the role it requires).
+    const created = await documented(ts.api.post('/api/v1/deployments', { name: 'doc-deployment', description: 'documented' }), 201, 'post', '/api/v1/deployments');
+    expect(created).toMatchObject({ parent: 'system', state: 'proposed', nodes: 0 });
+    const invalid = await documented(ts.api.post('/api/v1/deployments', { name: 'Not A Name' }), 400, 'post', '/api/v1/deployments');
+    expect(invalid.error.fields).toEqual([expect.objectContaining({ field: 'name' })]);
+    await documented(ts.api.post('/api/v1/deployments', { name: 'doc-orphan', parent: 'ghost' }), 404, 'post', '/api/v1/deployments');
+    await documented(ts.api.post('/api/v1/deployments', { name: 'doc-deployment' }), 409, 'post', '/api/v1/deployments');
+    await documented(ts.api.get('/api/v1/deployments?parent=system'), 200, 'get', '/api/v1/deployments');
+    await documented(ts.api.request('PUT', '/api/v1/deployments/doc-deployment/roles/doc-app', { json: { attributes: { port: 8443 } } }), 200, 'put', '/api/v1/deployments/{name}/roles/{role}');
+    const bound = await documented(ts.api.post('/api/v1/deployments/doc-deployment/bind', { role: 'doc-app', nodes: [node] }), 200, 'post', '/api/v1/deployments/{name}/bind');
+    expect(bound.noderoles.map((n: { role: string }) => n.role).sort()).toEqual(['doc-app', 'doc-base']);
+    const [base, dependent] = ['doc-base', 'doc-app'].map((role) => bound.noderoles.find((n: { role: string }) => n.role === role));
+    expect(dependent.effective_attributes).toEqual({ port: 8443 });
+    const ghost = await documented(ts.api.post('/api/v1/deployments/doc-deployment/bind', { role: 'doc-app', nodes: [ts.hostname('ghost')] }), 404, 'post', '/api/v1/deployments/{name}/bind');
+    expect(ghost.error.offenders).toEqual([expect.objectContaining({ problem: 'unknown node' })]);
+    const required = await documented(ts.api.post('/api/v1/deployments/doc-deployment/unbind', { role: 'doc-base', nodes: [node] }), 409, 'post', '/api/v1/deployments/{name}/unbind');
+    expect(required.error.offenders).toEqual([expect.objectContaining({ node })]);
+    await documented(ts.api.post('/api/v1/deployments/doc-deployment/nodes', { nodes: [node] }), 200, 'post', '/api/v1/deployments/{name}/nodes');
+    const shown = await documented(ts.api.get('/api/v1/deployments/doc-deployment'), 200, 'get', '/api/v1/deployments/{name}');
+    expect(shown).toMatchObject({ path: ['system', 'doc-deployment'], tree: { name: 'doc-deployment', nodes: 1, children: [] }, noderoles_truncated: false });
+    const system = await documented(ts.api.get('/api/v1/deployments/system'), 200, 'get', '/api/v1/deployments/{name}');
+    expect(system.tree.children).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'doc-deployment', children: [] })]));
+    await documented(ts.api.get('/api/v1/deployments/doc-orphan'), 404, 'get', '/api/v1/deployments/{name}');
+
+    // Noderoles.
+    await documented(ts.api.get(`/api/v1/noderoles?deployment=doc-deployment&node=${node}`), 200, 'get', '/api/v1/noderoles');
+    await documented(ts.api.request('PATCH', `/api/v1/noderoles/${dependent.id}`, { json: { attributes: { tls: true } } }), 200, 'patch', '/api/v1/noderoles/{id}');
+    await documented(ts.api.get('/api/v1/noderoles/0'), 400, 'get', '/api/v1/noderoles/{id}');
+    await documented(ts.api.get('/api/v1/noderoles/999999999'), 404, 'get', '/api/v1/noderoles/{id}');
+
+    // Commit: the anneal task fails (base refused on a node in enroll, app blocked by it); a retry runs base again.
+    const committed = await documented(ts.api.post('/api/v1/deployments/doc-deployment/commit'), 202, 'post', '/api/v1/deployments/{name}/commit');
+    expect(committed).toEqual({ task_id: expect.any(String), deployment: 'doc-deployment', noderoles: 2 });
+    await documented(ts.api.post('/api/v1/deployments/doc-deployment/commit'), 409, 'post', '/api/v1/deployments/{name}/commit');
+    await documented(ts.api.request('PATCH', `/api/v1/noderoles/${dependent.id}`, { json: { attributes: {} } }), 409, 'patch', '/api/v1/noderoles/{id}');
+    const annealed = await waitForTask(ts, committed.task_id);
+    expect(annealed.body).toMatchObject({ kind: 'anneal', status: 'failed', progress: { total: 2, error: 1, blocked: 1 } });
+    expect(annealed.body.noderoles).toEqual([
+      expect.objectContaining({ id: base.id, state: 'error', error: expect.any(String) }),
+      expect.objectContaining({ id: dependent.id, state: 'blocked' }),
+    ]);
+    expectDocumented(annealed, 'get', '/api/v1/tasks/{id}');
+    const notInError = await documented(ts.api.post(`/api/v1/noderoles/${dependent.id}/retry`), 409, 'post', '/api/v1/noderoles/{id}/retry');
+    expect(notInError.error.code).toBe('invalid_state');
+    const retried = await documented(ts.api.post(`/api/v1/noderoles/${base.id}/retry`), 202, 'post', '/api/v1/noderoles/{id}/retry');
+    expect(retried).toEqual({ task_id: expect.any(String), deployment: 'doc-deployment', noderoles: 2 });
+    expectDocumented(await waitForTask(ts, retried.task_id), 'get', '/api/v1/tasks/{id}');
+
+    // Back to proposed, emptied, and deleted.
+    await documented(ts.api.post('/api/v1/deployments/system/propose'), 409, 'post', '/api/v1/deployments/{name}/propose');
+    await documented(ts.api.post('/api/v1/deployments/doc-deployment/propose'), 200, 'post', '/api/v1/deployments/{name}/propose');
+    await documented(ts.api.request('DELETE', '/api/v1/deployments/doc-deployment'), 409, 'delete', '/api/v1/deployments/{name}');
+    const removed = await documented(ts.api.post('/api/v1/deployments/doc-deployment/unbind', { role: 'doc-app', nodes: [node] }), 200, 'post', '/api/v1/deployments/{name}/unbind');
+    expect(removed).toEqual({ removed: 1 });
+    await documented(ts.api.post('/api/v1/deployments/doc-deployment/unbind', { role: 'doc-base', nodes: [node] }), 200, 'post', '/api/v1/deployments/{name}/unbind');
+    const moved = await documented(ts.api.post('/api/v1/deployments/system/nodes', { nodes: [node] }), 200, 'post', '/api/v1/deployments/{name}/nodes');
+    expect(moved).toEqual({ moved: [node] });
+    await documented(ts.api.request('DELETE', '/api/v1/deployments/doc-deployment'), 204, 'delete', '/api/v1/deployments/{name}');
+    await documented(ts.api.request('DELETE', '/api/v1/roles/doc-app'), 204, 'delete', '/api/v1/roles/{name}');
+  });
+
   test('images, the SSH key and known hosts, and health', async () => {
     const images = await ts.api.get('/api/v1/images');
     expect(images.status).toBe(200);

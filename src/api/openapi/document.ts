@@ -2,6 +2,7 @@ import { createDocument } from 'zod-openapi';
 import { SESSION_COOKIE } from '../../dashboard/sessions';
 import { acceptPaths } from './accept-paths';
 import { dashboardPaths } from './dashboard-paths';
+import { deploymentPaths } from './deployment-paths';
 import { fleetPaths } from './fleet-paths';
 import { nodePaths } from './node-paths';
 
@@ -50,10 +51,13 @@ export function buildOpenApiDocument(): OpenApiDocument {
       { name: 'tasks', description: 'What a request started, and how far it got.' },
       { name: 'images', description: 'OS images to install.' },
       { name: 'ssh', description: 'Adding machines over SSH.' },
+      { name: 'deployments', description: 'The deployment tree rooted at system: a node belongs to one deployment; commit hands its noderoles to its annealer.' },
+      { name: 'roles', description: 'Named units of work run on a node (a script, or the built-in os-install and commission), with what they require on the same node.' },
+      { name: 'noderoles', description: 'A role bound to a node within its deployment: its attributes, state and last run.' },
       { name: 'dashboard', description: 'What the web dashboard calls: its session and its views.' },
       { name: 'service', description: 'Health and this document.' },
     ],
-    paths: { ...nodePaths, ...acceptPaths, ...fleetPaths, ...dashboardPaths },
+    paths: { ...nodePaths, ...acceptPaths, ...fleetPaths, ...dashboardPaths, ...deploymentPaths },
   });
 }
 

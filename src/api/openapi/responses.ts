@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { CLUSTER_EVENT_TYPES } from '../../db/events-repo';
 import { TASK_STATUSES } from '../../db/tasks-repo';
+import type { annealProgress } from '../../deployments/noderoles-repo';
+import { NODEROLE_STATES, type NoderoleState } from '../../domain/noderoles';
 import { NODE_STATES, OPERATION_KINDS, OPERATOR_VERBS, type NodeEvent } from '../../domain/states';
 import { POWER_TARGETS } from '../../drivers/types';
 import type { presentBootEntry, presentEvent, presentInstall, presentNode, presentOperation, presentTask, presentUnmanaged } from '../present';
@@ -16,7 +18,7 @@ import type { presentImage } from '../../images/image-routes';
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 export function same<A, B>(_proof: Same<A, B>): void {}
 
-const timestamp = z.iso.datetime().meta({ id: 'Timestamp', description: 'ISO 8601, UTC.' });
+export const timestamp = z.iso.datetime().meta({ id: 'Timestamp', description: 'ISO 8601, UTC.' });
 const jsonObject = z.record(z.string(), z.unknown());
 export const nodeState = z.enum(NODE_STATES).meta({ id: 'NodeState' });
 const taskId = z.uuid().meta({ description: 'The task that follows the request: GET /api/v1/tasks/{id}.' });
@@ -151,8 +153,8 @@ export const enrolledNodeSchema = nodeSchema.extend({ ports: z.array(z.string())
 export const taskSchema = z
   .strictObject({
     id: z.string(),
-    kind: z.string(),
-    hostname: z.string().nullable().meta({ description: 'null for a bulk task.' }),
+    kind: z.string().meta({ description: "The request it follows (commission, deploy, ...); `anneal`: a deployment's commit or a noderole's retry." }),
+    hostname: z.string().nullable().meta({ description: 'null for a bulk or an anneal task.' }),
     status: z.enum(TASK_STATUSES),
     error: z.string().nullable(),
     result: jsonObject.nullable(),
@@ -165,22 +167,50 @@ export const taskSchema = z
   .meta({ id: 'Task' });
 same<z.infer<typeof taskSchema>, ReturnType<typeof presentTask>>(true);
 
+/** A bulk task's per-node operations by status. */
+const bulkProgressSchema = z
+  .strictObject({
+    total: z.number().int(),
+    queued: z.number().int(),
+    running: z.number().int(),
+    waiting: z.number().int(),
+    succeeded: z.number().int(),
+    failed: z.number().int(),
+  })
+  .meta({ id: 'BulkProgress', description: "A bulk task: its nodes' operations by status." });
+
+export const noderoleState = z.enum(NODEROLE_STATES).meta({
+  id: 'NoderoleState',
+  description:
+    'proposed -> todo (commit) -> transition (running on its node) -> active | error; blocked: a role it requires on the same node is in error or blocked. ' +
+    'A retry puts an error back to todo, with what it blocked.',
+});
+
+/** An anneal task's noderoles by state (every state a noderole can reach once committed). */
+const annealStates = NODEROLE_STATES.filter((state): state is Exclude<NoderoleState, 'proposed'> => state !== 'proposed');
+const annealProgressSchema = z
+  .strictObject({ total: z.number().int(), ...(Object.fromEntries(annealStates.map((state) => [state, z.number().int()])) as Record<(typeof annealStates)[number], z.ZodNumber>) })
+  .meta({ id: 'AnnealProgress', description: "An anneal task (a deployment's commit or a noderole's retry): its noderoles by state." });
+
+const annealNoderoleSchema = z
+  .strictObject({ id: z.number().int(), role: z.string(), node: z.string(), state: noderoleState, error: z.string().nullable() })
+  .meta({ id: 'AnnealNoderole' });
+same<z.infer<typeof annealNoderoleSchema>, Awaited<ReturnType<typeof annealProgress>>['noderoles'][number]>(true);
+
 export const taskDetailSchema = taskSchema
   .extend({
-    progress: z
-      .strictObject({
-        total: z.number().int(),
-        queued: z.number().int(),
-        running: z.number().int(),
-        waiting: z.number().int(),
-        succeeded: z.number().int(),
-        failed: z.number().int(),
-      })
-      .optional()
-      .meta({ description: 'Bulk tasks only.' }),
+    progress: z.union([bulkProgressSchema, annealProgressSchema]).optional().meta({ description: 'Bulk and anneal tasks only.' }),
     nodes: z.array(operationSchema).optional().meta({ description: 'Bulk tasks only: one row per node (or address), paged by node_limit and node_offset.' }),
+    noderoles: z
+      .array(annealNoderoleSchema)
+      .optional()
+      .meta({ description: "Anneal tasks only: the noderoles it put in todo, by id (the first node_limit); GET /api/v1/noderoles/{id} for one's attributes and last run." }),
   })
-  .meta({ id: 'TaskDetail' });
+  .meta({
+    id: 'TaskDetail',
+    description:
+      "A bulk task (hostname null) adds `progress` and `nodes`; an anneal task (kind `anneal`, details.deployment) adds `progress` and `noderoles`: it succeeds when all of them are active, and fails, naming the others, when the rest are in error or blocked.",
+  });
 
 export const clusterEventSchema = z
   .strictObject({ id: z.number().int(), type: z.enum(CLUSTER_EVENT_TYPES), nodes: z.array(z.string()), at: timestamp })
