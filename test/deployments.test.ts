@@ -361,10 +361,11 @@ test('a deployment and a bulk commission on the same nodes share the cap and one
   fleet.gauge.maxRunning = 0;
   fleet.gauge.maxOnOneNode = 0;
 
-  const [commit, commission] = await Promise.all([
-    ts.api.post(`/api/v1/deployments/${d}/commit`),
-    ts.api.post('/api/v1/commission/nodes', { nodes: group, extra_vars: { log, sleep_ms: 300 } }),
-  ]);
+  // The commission comes while the anneal runs: it queues behind the noderoles already handed to the nodes and
+  // ahead of those still waiting for their dependencies, and both draw on one cap.
+  const commit = await ts.api.post(`/api/v1/deployments/${d}/commit`);
+  await waitFor(async () => readRuns(log).length, (n) => n > 0, { what: 'the anneal to start a script', intervalMs: 20 });
+  const commission = await ts.api.post('/api/v1/commission/nodes', { nodes: group, extra_vars: { log, sleep_ms: 300 } });
 
   expect([commit.status, commission.status]).toEqual([202, 202]);
   expect((await anneal.settle(commit.body.task_id)).status).toBe('succeeded');
