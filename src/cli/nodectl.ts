@@ -292,8 +292,11 @@ async function showTask(api: ApiClient, id: string, options: Options, out: Out):
   const task = await api.request('GET', `/api/v1/tasks/${encodeURIComponent(id)}`);
   if (options.json) out(JSON.stringify(task, null, 2));
   else {
-    out(table(['TASK', 'KIND', 'STATUS', 'NODE', 'ERROR'], [[task.id, task.kind, task.status, task.hostname ?? `${task.progress?.total ?? 0} nodes`, task.error]]));
+    const scope = task.hostname ?? `${task.progress?.total ?? 0} ${task.kind === 'anneal' ? 'noderoles' : 'nodes'}`;
+    out(table(['TASK', 'KIND', 'STATUS', 'NODE', 'ERROR'], [[task.id, task.kind, task.status, scope, task.error]]));
     if (task.nodes) out(`\n${table(['NODE', 'RESULT', 'ERROR'], task.nodes.map((n: any) => [n.hostname, n.status, n.error]))}`);
+    // A deployment's commit or retry: its noderoles, as `deployments show` lists them.
+    if (task.noderoles) out(`\n${table(['ID', 'NODE', 'ROLE', 'STATE', 'ERROR'], task.noderoles.map((n: any) => [n.id, n.node, n.role, n.state, n.error]))}`);
   }
   return task.status === 'failed' ? 1 : 0;
 }

@@ -174,6 +174,7 @@ export async function unbindRole(knex: Knex, input: { deployment: string; role: 
   return knex.transaction(async (trx) => {
     await lockScheduler(trx);
     await requireProposed(trx, input.deployment);
+    if (!(await trx('roles').where({ name: input.role }).first())) throw new NotFound(`no role ${input.role}`, { role: input.role });
     const bound: { hostname: string; state: NoderoleState }[] = await trx('noderoles')
       .select('hostname', 'state')
       .where({ deployment: input.deployment, role: input.role })
@@ -316,14 +317,17 @@ export async function retryNoderole(knex: Knex, input: { id: number; taskId: str
   });
 }
 
-/** A task's noderoles by state, and the first of them (for GET /tasks/{id} of an anneal). */
-export async function annealProgress(knex: Knex, taskId: string, limit: number) {
+/**
+ * A task's noderoles by state, and a page of them (GET /tasks/{id} of an anneal). A retry takes the
+ * retried noderole and those it blocked into its own task, so an earlier task shows what is left of it.
+ */
+export async function annealProgress(knex: Knex, taskId: string, page: { limit: number; offset: number }) {
   const counts: { state: NoderoleState; n: string }[] = await knex('noderoles').select('state').count({ n: '*' }).where({ task_id: taskId }).groupBy('state');
   const progress: Record<string, number> = { total: 0, ...Object.fromEntries(NODEROLE_STATES.filter((s) => s !== 'proposed').map((s) => [s, 0])) };
   for (const c of counts) {
     progress[c.state] = Number(c.n);
     progress.total! += Number(c.n);
   }
-  const noderoles = await knex('noderoles').select('id', 'role', 'hostname', 'state', 'error').where({ task_id: taskId }).orderBy('id').limit(limit);
+  const noderoles = await knex('noderoles').select('id', 'role', 'hostname', 'state', 'error').where({ task_id: taskId }).orderBy('id').limit(page.limit).offset(page.offset);
   return { progress, noderoles: noderoles.map((n) => ({ id: Number(n.id), role: n.role as string, node: n.hostname as string, state: n.state as NoderoleState, error: n.error as string | null })) };
 }

@@ -119,6 +119,7 @@ export async function saveRoles(knex: Knex, definitions: RoleDefinition[], mode:
         // A built-in role's work is the service's own: only its defaults and description are the operator's.
         if (d.script !== undefined && d.script !== null) problems.push({ field: field(d.name, 'script'), problem: `cannot be set: ${d.name} is built in` });
         if ((d.requires ?? []).length > 0) problems.push({ field: field(d.name, 'requires'), problem: `cannot be set: ${d.name} is built in` });
+        if (d.timeout_seconds !== undefined) problems.push({ field: field(d.name, 'timeout_seconds'), problem: `cannot be set: ${d.name} is built in (it runs the node's own lifecycle)` });
         continue;
       }
       const script = scriptProblem(d);

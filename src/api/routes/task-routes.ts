@@ -39,7 +39,7 @@ export function taskRoutes(knex: Knex): Router {
     const body: Record<string, unknown> = presentTask(task);
     if (task.kind === 'anneal') {
       // A deployment's commit or retry: its progress is its noderoles'.
-      Object.assign(body, await annealProgress(knex, id, page.node_limit));
+      Object.assign(body, await annealProgress(knex, id, { limit: page.node_limit, offset: page.node_offset }));
     } else if (task.hostname === null) {
       const { stepFailures: _internal, ...progress } = await taskProgress(knex, id);
       body.progress = progress;
