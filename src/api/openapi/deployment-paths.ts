@@ -228,7 +228,7 @@ const treePaths: ZodOpenApiPathsObject = {
       responses: {
         200: ok('Removed.', unbindResponseSchema),
         ...refusals({
-          404: NO_DEPLOYMENT,
+          404: `${NO_DEPLOYMENT} Or no such role.`,
           409:
             `${NOT_PROPOSED} Or \`offenders\` names every node where it cannot be removed: no such noderole there, the noderole is running (transition), ` +
             'or another role bound on the node requires it. Nothing was removed.',
