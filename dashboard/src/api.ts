@@ -68,3 +68,9 @@ export async function getMany<T>(path: string, want: number): Promise<{ rows: T[
   } while (cursor !== null && rows.length < want);
   return { rows, total, more: cursor !== null };
 }
+
+/** One page of a paged list: its rows, the total the list's filter matches, and the next page's cursor (null on the last). */
+export async function getPage<T>(path: string): Promise<{ rows: T[]; total: number; next: string | null }> {
+  const page = await call<T[]>('GET', path);
+  return { rows: page.body, total: Number(page.headers.get('x-total-count') ?? page.body.length), next: page.headers.get('x-next-cursor') };
+}

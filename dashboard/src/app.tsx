@@ -2,6 +2,8 @@ import { useEffect, useState } from 'preact/hooks';
 import { api, whenUnauthorized } from './api';
 import { startLive, stopLive, useLiveStatus } from './live';
 import { href, useRoute } from './router';
+import { DeploymentPage } from './pages/deployment';
+import { Deployments } from './pages/deployments';
 import { Events } from './pages/events';
 import { Login } from './pages/login';
 import { NodePage } from './pages/node';
@@ -38,6 +40,7 @@ const NAV = [
   ['/', 'Overview'],
   ['/nodes', 'Nodes'],
   ['/unmanaged', 'Unmanaged'],
+  ['/deployments', 'Deployments'],
   ['/tasks', 'Tasks'],
   ['/events', 'Events'],
 ] as const;
@@ -84,6 +87,8 @@ function Page({ route }: { route: ReturnType<typeof useRoute> }) {
       return <Unmanaged />;
     case 'tasks':
       return id ? <TaskPage key={id} id={id} /> : <Tasks route={route} />;
+    case 'deployments':
+      return id ? <DeploymentPage key={id} name={id} route={route} /> : <Deployments />;
     case 'events':
       return <Events route={route} />;
     default:

@@ -35,3 +35,4 @@ export function navigate(path: string, params: Record<string, string | number | 
 
 export const nodeHref = (hostname: string) => href(`/nodes/${encodeURIComponent(hostname)}`);
 export const taskHref = (id: string) => href(`/tasks/${id}`);
+export const deploymentHref = (name: string) => href(`/deployments/${encodeURIComponent(name)}`);

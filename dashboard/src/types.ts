@@ -89,6 +89,8 @@ export interface Task {
   created_at: string;
   started_at: string | null;
   finished_at: string | null;
+  /** A task's own details: an anneal task's deployment, for one. */
+  details?: Record<string, unknown> | null;
   progress?: Progress;
   nodes?: Operation[];
 }
@@ -123,4 +125,69 @@ export interface Change {
 /** The task a command started (202). */
 export interface Accepted {
   task_id: string;
+}
+
+/** Deployments, roles and noderoles (issue #12; src/deployments/present.ts). */
+
+export type NoderoleState = 'proposed' | 'todo' | 'transition' | 'active' | 'error' | 'blocked';
+
+export interface Deployment {
+  name: string;
+  parent: string | null;
+  state: 'proposed' | 'committed';
+  description: string;
+  nodes: number;
+  noderole_counts: Record<NoderoleState, number>;
+  created_at: string;
+  updated_at: string;
+  committed_at: string | null;
+}
+
+export interface DeploymentTree {
+  name: string;
+  state: Deployment['state'];
+  nodes: number;
+  children: DeploymentTree[];
+}
+
+/** GET /api/v1/deployments/{name}: the deployment with its subtree, path, roles and first noderoles. */
+export interface DeploymentDetail extends Deployment {
+  tree: DeploymentTree;
+  path: string[];
+  roles: { role: string; attributes: Record<string, unknown> }[];
+  noderoles: Noderole[];
+  noderoles_truncated?: boolean;
+}
+
+/** A script role's last run, or a built-in role's operation result. */
+export interface NoderoleResult {
+  exit_code?: number;
+  stdout?: string;
+  stderr?: string;
+  [key: string]: unknown;
+}
+
+export interface Noderole {
+  id: number;
+  deployment: string;
+  role: string;
+  node: string;
+  state: NoderoleState;
+  attributes: Record<string, unknown>;
+  effective_attributes: Record<string, unknown>;
+  requires: string[];
+  error: string | null;
+  task_id: string | null;
+  operation_id: number | null;
+  runs: number;
+  result: NoderoleResult | null;
+  created_at: string;
+  updated_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+/** A commit or a retry (202): its anneal task and how many noderoles it put in todo. */
+export interface AnnealAccepted extends Accepted {
+  noderoles: number;
 }
