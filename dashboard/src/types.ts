@@ -93,6 +93,16 @@ export interface Task {
   details?: Record<string, unknown> | null;
   progress?: Progress;
   nodes?: Operation[];
+  /** An anneal task's noderoles (GET /api/v1/tasks/{id}); its `progress` then counts them by state. */
+  noderoles?: AnnealTaskNoderole[];
+}
+
+export interface AnnealTaskNoderole {
+  id: number;
+  role: string;
+  node: string;
+  state: NoderoleState;
+  error: string | null;
 }
 
 export interface ClusterEvent {
