@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Knex } from 'knex';
 import { driverNode, portsOf, recordBootConfig, recordPowerState } from '../src/db/enrollment-repo';
-import { finishTask, startTask } from '../src/db/tasks-repo';
+import { failQueuedTask, finishTask, startTask } from '../src/db/tasks-repo';
 import { getDriver } from '../src/drivers';
 import { DriverError, type PowerState, type PowerTarget } from '../src/drivers/types';
 import type { SecretBox } from '../src/secrets/secret-box';
@@ -129,6 +129,10 @@ export function createProvisioningActivities(deps: ProvisioningDeps) {
       } catch (err) {
         throw asFailure(err);
       }
+    },
+
+    async failQueuedTask(input: { id: string; error: string }): Promise<void> {
+      await failQueuedTask(knex, input.id, input.error);
     },
 
     async finishTask(input: { id: string; status: 'succeeded' | 'failed'; error?: string }): Promise<void> {

@@ -190,7 +190,8 @@ describe('several keys claiming one pending hostname', () => {
     const res = await acceptNode(ts, host, otherFingerprint);
 
     expect(res.status).toBe(202);
-    const node = (await ts.api.get(`/api/v1/nodes/${host}`)).body;
+    // The accept is queued at the 202 and applied by the node's workflow.
+    const node = (await waitFor(() => ts.api.get(`/api/v1/nodes/${host}`), (r) => r.body.state !== 'unmanaged', { what: 'the accept to be applied' })).body;
     expect(node).toMatchObject({ fingerprint: otherFingerprint, address: 'https://127.0.0.72:443' });
     expect((await eventsOf(host)).filter((e) => e.event === 'reject_claim').map((e) => e.cause)).toEqual([
       expect.stringContaining(fingerprintOf(genuine.publicKey)),

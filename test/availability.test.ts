@@ -2,7 +2,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startDevServer, type DevServer } from '../src/temporal/dev-server';
-import { nodeWorkflowId, statusQuery } from '../workflows/definitions';
 import { acceptNode, nodeState, startTestAgent, startTestService, type TestService } from './support/harness';
 import { freePort } from './support/ports';
 import { runTs, type Proc } from './support/processes';
@@ -119,35 +118,30 @@ describe('no worker is running', () => {
     await ts?.stop();
   });
 
-  test('an accept answers 503 within its deadline and never takes effect when a worker starts later', async () => {
+  test('an accept is durable at its 202: queued with no worker running, applied when one starts', async () => {
     const agent = await startTestAgent(ts, ts.hostname('no-worker'));
     try {
       await waitFor(() => nodeState(ts, agent.hostname), (s) => s === 'unmanaged', { what: 'the agent to announce' });
 
-      const refused = await timed(() => acceptNode(ts, agent.hostname, agent.fingerprint));
-      expect(refused.value.status).toBe(503);
-      expect(refused.value.body.error).toMatchObject({ code: 'unavailable' });
-      expect(refused.value.body.error.message).toMatch(/no worker took the accept/);
-      expect(refused.ms).toBeLessThan(30_000);
-      const abandoned = (await ts.api.get(`/api/v1/tasks/${refused.value.body.error.task_id}`)).body;
-      expect(abandoned).toMatchObject({ status: 'failed', started_at: null });
-
-      // A worker comes: the expired accept reaches the workflow first and is refused there.
-      await ts.addWorker();
-      await waitFor(
-        () => ts.temporal.workflow.getHandle(nodeWorkflowId(agent.hostname)).query(statusQuery).catch(() => null),
-        (status) => status !== null,
-        { what: 'the worker to take the node workflow', timeoutMs: 60_000 },
-      );
+      // No worker: the answer does not wait for one (a bounded wait here is the API's, not a worker's).
+      const accepted = await timed(() => acceptNode(ts, agent.hostname, agent.fingerprint));
+      expect(accepted.value.status).toBe(202);
+      expect(accepted.value.body).toMatchObject({ hostname: agent.hostname, state: 'unmanaged' });
+      expect(accepted.ms).toBeLessThan(30_000);
+      const taskId = accepted.value.body.task_id;
+      expect((await ts.api.get(`/api/v1/tasks/${taskId}`)).body).toMatchObject({ kind: 'accept', hostname: agent.hostname, status: 'queued', started_at: null });
+      // A second accept of the same host is refused while the first is queued, naming it.
+      const again = await acceptNode(ts, agent.hostname, agent.fingerprint);
+      expect(again.status).toBe(409);
+      expect(again.body.error.task_id).toBe(taskId);
       expect(await nodeState(ts, agent.hostname)).toBe('unmanaged');
 
-      // Updates run in order: once a new accept is taken, the old one has certainly been refused.
-      const accepted = await acceptNode(ts, agent.hostname, agent.fingerprint);
-      expect(accepted.status).toBe(202);
-      await waitFor(() => nodeState(ts, agent.hostname), (s) => s === 'active', { what: 'the node to be active' });
+      // A worker comes: the queued accept is applied, under the task the 202 named.
+      await ts.addWorker();
+      await waitFor(() => nodeState(ts, agent.hostname), (s) => s === 'active', { what: 'the node to be active', timeoutMs: 120_000 });
       const node = (await ts.api.get(`/api/v1/nodes/${agent.hostname}`)).body;
-      expect(node.events.filter((e: { event: string }) => e.event === 'accept').map((e: { task_id: string }) => e.task_id)).toEqual([accepted.body.task_id]);
-      expect((await ts.api.get(`/api/v1/tasks/${refused.value.body.error.task_id}`)).body.status).toBe('failed');
+      expect(node.events.filter((e: { event: string }) => e.event === 'accept').map((e: { task_id: string }) => e.task_id)).toEqual([taskId]);
+      await waitFor(() => ts.api.get(`/api/v1/tasks/${taskId}`), (r) => r.body.status === 'succeeded', { what: 'the accept task to succeed' });
     } finally {
       await agent.stop();
     }

@@ -44,7 +44,8 @@ describe('discover, accept and initialize', () => {
     const res = await acceptNode(ts, a.hostname, a.fingerprint);
 
     expect(res.status).toBe(202);
-    expect(res.body).toMatchObject({ hostname: a.hostname, state: 'initializing' });
+    // Durable at the 202: the state is the one the request found; the workflow applies the accept after.
+    expect(res.body).toMatchObject({ hostname: a.hostname, state: 'unmanaged' });
     expect(res.headers.get('location')).toBe(`/api/v1/tasks/${res.body.task_id}`);
     await waitForState(a.hostname, 'active');
     const task = await waitFor(() => ts.api.get(`/api/v1/tasks/${res.body.task_id}`), (r) => r.body.status === 'succeeded');

@@ -205,8 +205,12 @@ describe('real answers match the document', () => {
     const accepted = await acceptNode(ts, agent.hostname, agent.fingerprint);
     expect(accepted.status).toBe(202);
     expectDocumented(accepted, 'post', '/api/v1/unmanaged_nodes/{hostname}/accept');
-    // Right after the accept the node is initializing: its answer carries the workflow's live status.
-    expectDocumented(await ts.api.get(`/api/v1/nodes/${agent.hostname}`), 'get', '/api/v1/nodes/{hostname}');
+    // Once the accept is applied the node is initializing: its answer carries the workflow's live status.
+    expectDocumented(
+      await waitFor(() => ts.api.get(`/api/v1/nodes/${agent.hostname}`), (r) => r.body.state !== 'unmanaged', { what: `${agent.hostname} to be accepted` }),
+      'get',
+      '/api/v1/nodes/{hostname}',
+    );
     await waitFor(() => nodeState(ts, agent.hostname), (s) => s === 'active', { what: `${agent.hostname} to be active` });
     const active = await ts.api.get(`/api/v1/nodes/${agent.hostname}`);
     expect(active.body.facts).not.toBeNull();
@@ -214,7 +218,8 @@ describe('real answers match the document', () => {
 
     // The hand-made host has no agent behind its address: ready is taken, then initialization fails.
     expectDocumented(await acceptNode(ts, host, announcement.fingerprint), 'post', '/api/v1/unmanaged_nodes/{hostname}/accept');
-    const initializing = await ts.api.get(`/api/v1/nodes/${host}`);
+    // The accept is queued at its 202; ready is taken once the workflow has applied it.
+    const initializing = await waitFor(() => ts.api.get(`/api/v1/nodes/${host}`), (r) => r.body.state !== 'unmanaged', { what: `${host} to be accepted` });
     if (initializing.body.state === 'initializing') expect(initializing.body.initialization).toMatchObject({ hostname: host, phase: expect.any(String) });
     expectDocumented(initializing, 'get', '/api/v1/nodes/{hostname}');
     const ready = await signed('/api/v1/agent/ready', keys, { hostname: host });

@@ -89,6 +89,12 @@ interface Expiring {
  * key differs by then. `cause` says who vouched, on the node's event (absent: the operator).
  */
 export const acceptUpdate = defineUpdate<CommandResult, [{ taskId: string; fingerprint: string; cause?: string } & Expiring]>('accept');
+/**
+ * A single accept, durable at the API's 202: the task is queued in PostgreSQL and this signal (sent with
+ * start) carries it; the workflow applies it, re-checking state and key in the transition's transaction,
+ * and fails the task with the reason when it cannot.
+ */
+export const acceptRequestSignal = defineSignal<[{ taskId: string; fingerprint: string }]>('acceptRequested');
 export const reinitializeUpdate = defineUpdate<CommandResult, [{ taskId: string } & Expiring]>('reinitialize');
 /** For `temporal workflow signal --name reinitialize`: no answer, so it is ignored outside `failed`. */
 export const reinitializeSignal = defineSignal<[]>('reinitialize');

@@ -178,6 +178,21 @@ export class NodeEntity {
   }
 
   /**
+   * An accept the API queued (acceptRequestSignal): applied like the accept update. A signal has nobody
+   * to answer, so a refusal (accepted meanwhile, another key, another command being applied) fails the
+   * queued task with its reason, and never the workflow.
+   */
+  async applyQueuedAccept(taskId: string, fingerprint: string): Promise<void> {
+    try {
+      await this.command('accept', taskId, 'accepted by operator', { requireFingerprint: fingerprint });
+    } catch (err) {
+      const reason = failureMessage(err);
+      log.warn('queued accept refused', { hostname: this.hostname, taskId, reason });
+      await db.failQueuedTask({ id: taskId, error: `not applied: ${reason}` });
+    }
+  }
+
+  /**
    * manage / adopt: persist the transition and its task. Where the verb leads straight to a stable
    * state (manage from adopt failed), the task ends with it; otherwise the main loop does the work.
    */

@@ -1,6 +1,7 @@
 import { allHandlersFinished, condition, continueAsNew, log, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
 import {
   abortInstallUpdate,
+  acceptRequestSignal,
   acceptUpdate,
   installEventSignal,
   groupDecisionSignal,
@@ -35,6 +36,7 @@ export async function nodeLifecycle(input: NodeLifecycleInput): Promise<void> {
       node.command('accept', taskId, cause ?? 'accepted by operator', { requireFingerprint: fingerprint, expiresAt }),
     { validator: ({ expiresAt }) => node.validate('accept', expiresAt) },
   );
+  setHandler(acceptRequestSignal, ({ taskId, fingerprint }) => node.applyQueuedAccept(taskId, fingerprint));
   setHandler(reinitializeUpdate, ({ taskId, expiresAt }) => node.command('reinitialize', taskId, 'reinitialize requested through the API', { expiresAt }), {
     validator: ({ expiresAt }) => node.validate('reinitialize', expiresAt),
   });

@@ -69,8 +69,41 @@ export async function startTask(knex: Knex, task: { id: string; kind: string; ho
     .ignore()
     .returning('id');
   if (inserted.length > 0) return;
+  // A command the API queued durably (a single accept) is claimed here, once; an abandoned one never is.
+  const claimed = await knex('tasks').where({ id: task.id, status: 'queued' }).whereNull('started_at').update({ status: 'running', started_at: now, updated_at: now }).returning('id');
+  if (claimed.length > 0) return;
   const existing = await knex('tasks').select('started_at', 'error').where({ id: task.id }).first();
   if (existing && existing.started_at === null) throw new RequestExpired(`task ${task.id} was abandoned before it started: ${existing.error}`);
+}
+
+/**
+ * The API's durable record of a command it hands to a node's workflow without waiting for a worker
+ * (a single accept): queued, not started; the workflow starts it when it applies the command.
+ */
+export async function queueTask(knex: Knex, task: { id: string; kind: string; hostname: string }): Promise<void> {
+  await knex('tasks').insert({ id: task.id, kind: task.kind, hostname: task.hostname, status: 'queued' });
+}
+
+/**
+ * The API withdraws a queued command Temporal did not take: true when it did so before the workflow
+ * claimed it (the command then never takes effect); false when the workflow got it after all.
+ */
+export async function withdrawQueuedTask(knex: Knex, id: string, error: string): Promise<boolean> {
+  const now = new Date();
+  const withdrawn = await knex('tasks').where({ id, status: 'queued' }).whereNull('started_at').update({ status: 'failed', error, finished_at: now, updated_at: now }).returning('id');
+  return withdrawn.length > 0;
+}
+
+/** A queued command the workflow refused when applying it: its task fails with the reason. */
+export async function failQueuedTask(knex: Knex, id: string, error: string): Promise<void> {
+  const now = new Date();
+  await knex('tasks').where({ id }).whereIn('status', ['queued', 'running']).update({ status: 'failed', error, finished_at: now, updated_at: now });
+}
+
+/** The node's accept still waiting for its workflow, if any (a second one would only be refused when applied). */
+export async function queuedAcceptOf(knex: Knex, hostname: string): Promise<string | undefined> {
+  const row = await knex('tasks').select('id').where({ hostname, kind: 'accept', status: 'queued' }).first();
+  return row?.id;
 }
 
 /**

@@ -1,7 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import { getClaim } from '../db/claims-repo';
 import { getNode, recordAnnouncement, type NodeRecord } from '../db/nodes-repo';
-import { BadRequest, Conflict, FingerprintMismatch, NotFound, Unauthorized } from '../domain/errors';
+import { queueTask, queuedAcceptOf, withdrawQueuedTask } from '../db/tasks-repo';
+import { BadRequest, Conflict, FingerprintMismatch, InvalidState, NotFound, Unauthorized } from '../domain/errors';
+import { allowedVerbs, nextState, refusal } from '../domain/states';
 import { parseAgentPublicKey } from '../identity/agent-public-key';
 import { signatureProblem } from '../identity/request-signature';
 import { UNHELD_PUBLIC_KEY } from '../identity/unheld-key';
@@ -73,7 +76,21 @@ export class NodeService {
     if (!known) {
       throw new FingerprintMismatch(`fingerprint ${fingerprint} does not match the key ${hostname} announced`, { field: 'fingerprint' });
     }
-    return this.workflows.accept(hostname, node.state, fingerprint);
+    if (!nextState(node.state, 'accept')) throw new InvalidState(refusal(hostname, node.state, 'accept'), { state: node.state, allowed: allowedVerbs(node.state) });
+    const queued = await queuedAcceptOf(this.knex, hostname);
+    if (queued) throw new Conflict(`${hostname} is being accepted already (task ${queued})`, { state: node.state, task_id: queued });
+    // Durable at the 202: the task is written first, then handed to the workflow without waiting for a
+    // worker (the workflow checks state and key again when it applies it, in the transition's transaction).
+    const taskId = randomUUID();
+    await queueTask(this.knex, { id: taskId, kind: 'accept', hostname });
+    try {
+      await this.workflows.requestAccept(hostname, node.state, taskId, fingerprint);
+    } catch (err) {
+      // Not taken: withdrawn, the task can never start (the workflow starts only a queued one). If the
+      // workflow claimed it first, the signal did get through and the accept is under way.
+      if (await withdrawQueuedTask(this.knex, taskId, `not started: ${(err as Error).message}`)) throw err;
+    }
+    return { task_id: taskId, state: node.state };
   }
 
   async reinitialize(hostname: string): Promise<CommandResult> {

@@ -17,6 +17,7 @@ import type { PowerTarget } from '../drivers/types';
 import { nodeLifecycle } from '../../workflows/node-lifecycle';
 import {
   abortInstallUpdate,
+  acceptRequestSignal,
   acceptUpdate,
   installEventSignal,
   NODE_STATE_KEY,
@@ -30,6 +31,7 @@ import {
   type CommandResult,
   type InitSettings,
   type NodeStatus,
+  type NodeLifecycleInput,
 } from '../../workflows/definitions';
 
 /** What a command carries to the workflow: its task and the moment the API stops waiting for it. */
@@ -70,6 +72,20 @@ export class NodeWorkflows {
         startWorkflowOperation: this.withStart(hostname, state),
       }),
     );
+  }
+
+  /**
+   * Hands a queued accept to the node's workflow, starting it if need be (signal-with-start): Temporal
+   * persists it, so no worker has to be running. Bounded by TEMPORAL_TIMEOUT like any call.
+   */
+  requestAccept(hostname: string, state: NodeState, taskId: string, fingerprint: string): Promise<void> {
+    return this.call(hostname, async () => {
+      await this.client.signalWithStart(nodeLifecycle, {
+        ...this.startOptions(hostname, state),
+        signal: acceptRequestSignal,
+        signalArgs: [{ taskId, fingerprint }],
+      });
+    });
   }
 
   reinitialize(hostname: string, state: NodeState): Promise<CommandResult> {
@@ -127,13 +143,16 @@ export class NodeWorkflows {
    * database, so the workflow's update validator judges the verb by the same state the inventory shows.
    */
   private withStart(hostname: string, state: NodeState) {
-    return new WithStartWorkflowOperation(nodeLifecycle, {
+    return new WithStartWorkflowOperation(nodeLifecycle, { ...this.startOptions(hostname, state), workflowIdConflictPolicy: 'USE_EXISTING' });
+  }
+
+  private startOptions(hostname: string, state: NodeState) {
+    return {
       workflowId: nodeWorkflowId(hostname),
       taskQueue: this.taskQueue,
-      args: [{ hostname, settings: this.settings, carried: { state, lastError: null, taskId: null, pendingInit: null } }],
-      workflowIdConflictPolicy: 'USE_EXISTING',
+      args: [{ hostname, settings: this.settings, carried: { state, lastError: null, taskId: null, pendingInit: null } }] as [NodeLifecycleInput],
       typedSearchAttributes: [{ key: NODE_STATE_KEY, value: state }],
-    });
+    };
   }
 
   /**

@@ -68,12 +68,24 @@ export const nodePaths: ZodOpenApiPathsObject = {
       tags: ['nodes'],
       operationId: 'acceptNode',
       summary: 'Accept a host by the fingerprint its agent prints',
-      description: "The node takes that claim's key and address; the other claims are rejected. Initialization starts.",
+      description:
+        "The node takes that claim's key and address; the other claims are rejected. Initialization starts. The accept is durable at the 202: " +
+        'its task is written (queued) and handed to the node\'s workflow without waiting for a worker, which applies it when it can ' +
+        '(checking state and key again in the same transaction); `state` is the state the node had when the request was taken.',
       requestParams: byHostname,
       requestBody: jsonBody(acceptSchema),
       responses: {
-        202: withLocation('Accepted; the task runs until the node is active or failed.', nodeTaskSchema, TASK_LOCATION),
-        ...refusals({ 404: 'No such host.', 409: 'The node is not unmanaged.', 422: 'No claim has that fingerprint.' }),
+        202: withLocation(
+          'Queued; the task starts when the workflow applies the accept and runs until the node is active or failed. A refusal found then (say, accepted meanwhile under another key) fails the task with the reason.',
+          nodeTaskSchema,
+          TASK_LOCATION,
+        ),
+        ...refusals({
+          404: 'No such host.',
+          409: 'The node is not unmanaged, or an accept of it is already queued (`task_id`).',
+          422: 'No claim has that fingerprint.',
+          503: 'The database or Temporal did not answer; nothing was queued.',
+        }),
       },
     }),
   },
