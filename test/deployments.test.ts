@@ -252,7 +252,7 @@ test('an error blocks its dependents on that node only, and a retry unblocks the
   expect(readRuns(log).filter((r) => r.host === good)).toHaveLength(3);
 });
 
-test('a re-commit runs only the noderole whose attributes changed, with its new attributes', async () => {
+test('a re-commit runs only what changed: a noderole with new attributes (which it reads), or the noderoles of a new role revision', async () => {
   const group = own('recommit');
   const d = dep('recommit');
   const log = logFile('recommit');
@@ -285,6 +285,20 @@ test('a re-commit runs only the noderole whose attributes changed, with its new 
   expect(unchanged.body.noderoles).toBe(0);
   expect((await anneal.settle(unchanged.body.task_id)).status).toBe('succeeded');
   expect(readRuns(log)).toHaveLength(before + 1);
+
+  // A new revision of a role runs its noderoles again, and only those.
+  await anneal.propose(d);
+  const revised = must(
+    await ts.api.request('PUT', '/api/v1/roles/rc-base', { json: { script: `${RECORDER_SCRIPT}// revision 2\n`, requires: [], attributes: { log } } }),
+    200,
+    'revise rc-base',
+  );
+  expect(revised.revision).toBe(2);
+  const rerun = await ts.api.post(`/api/v1/deployments/${d}/commit`);
+  expect(rerun.body.noderoles).toBe(2);
+  expect((await anneal.settle(rerun.body.task_id)).status).toBe('succeeded');
+  expect(readRuns(log).slice(before + 1).map((r) => [r.what, r.host]).sort()).toEqual(group.map((n) => ['rc-base', n]).sort());
+  expect(await anneal.states(d)).toEqual(allIn('active', ['rc-base', 'rc-app'], group));
 });
 
 test('a script reads its effective attributes: role defaults, then the deployment, then the noderole', async () => {
