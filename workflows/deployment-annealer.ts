@@ -1,9 +1,12 @@
 import { condition, continueAsNew, defineSignal, setHandler, workflowInfo } from '@temporalio/workflow';
 import { db, sweeps as fanOut } from './activity-options';
 
-/** One annealer per deployment, keyed by its name. */
-export function annealerWorkflowId(deployment: string): string {
-  return `anneal:${deployment}`;
+/**
+ * One annealer per deployment, keyed by its name within the service's task queue (like the node
+ * monitor's id): two services sharing a Temporal namespace never share an annealer.
+ */
+export function annealerWorkflowId(taskQueue: string, deployment: string): string {
+  return `anneal:${taskQueue}:${deployment}`;
 }
 
 /** Something changed for the deployment (a commit, a retry, a noderole's operation ended): look again. */

@@ -14,10 +14,11 @@ const MAX_RECHECK_MS = 5 * 60_000;
 /** A queued operation that moves the node through the state table (everything but a script role). */
 export type StateOperation = OperationRef & { kind: OperationKind };
 
-function hookError(result: HookResult): string | null {
+/** What a failed run says: its last lines of output. `what` names the executable (a hook, a role's script). */
+function hookError(result: HookResult, what = 'hook'): string | null {
   if (result.exit_code === 0) return null;
   const output = (result.stderr || result.stdout).trim().split('\n').slice(-3).join(' | ');
-  return `${result.operation} hook exited ${result.exit_code}${output ? `: ${output}` : ''}`;
+  return `${result.operation} ${what} exited ${result.exit_code}${output ? `: ${output}` : ''}`;
 }
 
 /**
@@ -163,7 +164,7 @@ export class OperationRunner {
       this.node.setPhase('role_script');
       try {
         const result = await this.onNode.runRoleScript({ hostname: this.node.hostname, operationId: op.id });
-        return { error: hookError(result), result };
+        return { error: hookError(result, 'script'), result };
       } catch (err) {
         return { error: `role: ${failureMessage(err)}`, result: null };
       }

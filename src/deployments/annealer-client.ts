@@ -6,7 +6,7 @@ import { annealerWorkflowId, annealSignal, deploymentAnnealer } from '../../work
 export async function kickAnnealer(client: WorkflowClient, taskQueue: string, deployment: string, deadlineMs?: number): Promise<void> {
   const kick = () =>
     client.signalWithStart(deploymentAnnealer, {
-      workflowId: annealerWorkflowId(deployment),
+      workflowId: annealerWorkflowId(taskQueue, deployment),
       taskQueue,
       args: [{ deployment }],
       signal: annealSignal,
