@@ -51,8 +51,18 @@ function withRoleAndDeployment(knex: Knex): Knex.QueryBuilder {
     .select('nr.*', 'r.requires', knex.raw(`${EFFECTIVE_ATTRIBUTES} as effective_attributes`), 'o.result as op_result');
 }
 
-function toNoderole(row: any): NoderoleRecord {
-  const result = row.op_result as Record<string, unknown> | null;
+/** A list shows each run's outcome without its output (up to 64 KB a stream); GET /noderoles/{id} has it all. */
+function withoutOutput(result: Record<string, unknown> | null): Record<string, unknown> | null {
+  if (!result) return null;
+  const { stdout: _stdout, stderr: _stderr, ...outcome } = result;
+  return outcome;
+}
+
+function toNoderole(row: any, options: { output: boolean } = { output: true }): NoderoleRecord {
+  const op = row.op_result as Record<string, unknown> | null;
+  // A script role's run is kept under `role`, a built-in role's under its operation's own keys.
+  const run = (op?.role as Record<string, unknown> | undefined) ?? op ?? null;
+  const result = options.output ? run : withoutOutput(run);
   return {
     id: Number(row.id),
     deployment: row.deployment,
@@ -66,8 +76,7 @@ function toNoderole(row: any): NoderoleRecord {
     taskId: row.task_id,
     operationId: row.operation_id === null ? null : Number(row.operation_id),
     runs: row.runs,
-    // A script role's run is kept under `role`, a built-in role's under its operation's own keys.
-    result: (result?.role as Record<string, unknown> | undefined) ?? result ?? null,
+    result,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
     startedAt: row.started_at,
@@ -103,7 +112,7 @@ export async function pageNoderoles(knex: Knex, filter: NoderoleFilter, page: Pa
     order: (query) => query.orderBy('nr.id'),
     keyOf: (row) => Number(row.id),
   });
-  return { ...result, rows: result.rows.map(toNoderole) };
+  return { ...result, rows: result.rows.map((row) => toNoderole(row, { output: false })) };
 }
 
 /**
@@ -166,7 +175,7 @@ export async function bindRole(
 
 async function pageNoderolesByIds(knex: Knex, ids: number[]): Promise<NoderoleRecord[]> {
   if (ids.length === 0) return [];
-  return (await withRoleAndDeployment(knex).whereIn('nr.id', ids)).map(toNoderole);
+  return (await withRoleAndDeployment(knex).whereIn('nr.id', ids)).map((row: unknown) => toNoderole(row, { output: false }));
 }
 
 /** Unbinds a role from nodes; refused for a noderole that is running or that another on the node requires. */

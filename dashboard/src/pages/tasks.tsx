@@ -1,8 +1,9 @@
 import { get, query } from '../api';
 import { ErrorText, Loading, NodeLink, Time } from '../components';
 import { useChanges, useLoad } from '../live';
-import { href, navigate, taskHref, type Route } from '../router';
-import type { Progress, Task } from '../types';
+import { NoderoleCounts } from '../deployments';
+import { deploymentHref, href, navigate, taskHref, type Route } from '../router';
+import type { NoderoleState, Progress, Task } from '../types';
 
 const LIMIT = 50;
 const STATUSES = ['queued', 'running', 'succeeded', 'failed'];
@@ -124,7 +125,7 @@ export function TaskPage({ id }: { id: string }) {
       ) : null}
       {t.decision ? <p>Decision: {t.decision}</p> : null}
       <ErrorText error={t.error} />
-      {t.progress ? <ProgressBar progress={t.progress} /> : null}
+      {t.kind === 'anneal' ? <Anneal task={t} /> : t.progress ? <ProgressBar progress={t.progress} /> : null}
       {t.nodes ? (
         <table class="list" data-testid="task-nodes">
           <thead>
@@ -163,5 +164,52 @@ export function TaskPage({ id }: { id: string }) {
         </>
       ) : null}
     </section>
+  );
+}
+
+/** A commit's or a retry's task (kind anneal): its deployment, and its noderoles counted and listed by state. */
+function Anneal({ task }: { task: Task }) {
+  const deployment = typeof task.details?.deployment === 'string' ? task.details.deployment : undefined;
+  // An anneal task's progress counts its noderoles by state, not operations by status.
+  const counts = (task.progress ?? {}) as unknown as Partial<Record<NoderoleState, number>>;
+  return (
+    <>
+      {deployment ? (
+        <p>
+          Deployment: <a href={deploymentHref(deployment)}>{deployment}</a>
+        </p>
+      ) : null}
+      <p>
+        <NoderoleCounts counts={counts} />
+      </p>
+      {task.noderoles ? (
+        <table class="list" data-testid="task-noderoles">
+          <thead>
+            <tr>
+              <th>Node</th>
+              <th>Role</th>
+              <th>State</th>
+              <th>Error</th>
+            </tr>
+          </thead>
+          <tbody>
+            {task.noderoles.map((n) => (
+              <tr key={n.id} data-noderole={n.id}>
+                <td>
+                  <NodeLink hostname={n.node} />
+                </td>
+                <td>{n.role}</td>
+                <td>
+                  <span class={`badge state-${n.state}`} data-state={n.state}>
+                    {n.state}
+                  </span>
+                </td>
+                <td>{n.error ?? ''}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      ) : null}
+    </>
   );
 }

@@ -65,7 +65,9 @@ export const noderoleSchema = z
     task_id: z.string().nullable().meta({ description: 'The anneal task that last put it in todo.' }),
     operation_id: z.number().int().nullable().meta({ description: 'The operation its last run was on its node.' }),
     runs: count.meta({ description: 'How many times it was handed to its node.' }),
-    result: jsonObject.nullable().meta({ description: "The last run's result (a script role: exit_code and the tails of stdout and stderr); null before one." }),
+    result: jsonObject
+      .nullable()
+      .meta({ description: "The last run's result (a script role: exit_code, duration_ms, and in GET /noderoles/{id} only the tails of stdout and stderr); null before one." }),
     created_at: timestamp,
     updated_at: timestamp,
     started_at: timestamp.nullable(),
