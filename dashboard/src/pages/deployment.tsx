@@ -221,10 +221,11 @@ function NoderoleTable({ noderoles, retried }: { noderoles: Noderole[]; retried:
                       Puts <strong>{n.role}</strong> on <strong>{n.node}</strong> back in todo, with the noderoles its error blocks; the deployment's annealer runs
                       it again.
                     </p>
-                    {n.result?.stderr ? (
+                    {n.error ? (
                       <>
+                        {/* The list carries no output (GET /noderoles/{id} has it); the error ends with its last lines. */}
                         <p class="muted">Its last run said:</p>
-                        <pre class="json">{String(n.result.stderr)}</pre>
+                        <pre class="json">{n.error}</pre>
                       </>
                     ) : null}
                   </ConfirmButton>
