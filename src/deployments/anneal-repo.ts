@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { holdImage } from '../images/images-repo';
 import { createInstalls } from '../provisioning/installs-repo';
 import { BLOCKING_STATES, nextNoderoleState, SETTLED_STATES, workOfRole, type NoderoleEvent, type NoderoleState, type RoleKind } from '../domain/noderoles';
-import { operationTarget, type NodeState } from '../domain/states';
+import { isStable, operationTarget, type NodeState } from '../domain/states';
 import { installFacts, installProblem, lastQueuedChanges, lockScheduler } from '../db/operations-repo';
 import { EFFECTIVE_ATTRIBUTES } from './noderoles-repo';
 
@@ -151,6 +151,9 @@ async function handOut(
     const node = facts.get(row.hostname)!;
     const queued = pending.get(row.hostname);
     const expected: NodeState = queued ? operationTarget(queued) : node.state;
+    // A node on its way somewhere (initializing, deploying, commissioning…) is left alone until it has
+    // arrived, as OpenCrowbar's annealer ignores a node that is not alive; the annealer looks again.
+    if (!isStable(expected)) continue;
     const ran = { run_attributes: JSON.stringify(row.effective), run_revision: row.revision, started_at: trx.fn.now(), finished_at: null };
     const work = workOfRole(row.kind, expected);
     if (work.kind === 'satisfied') {
