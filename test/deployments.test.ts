@@ -42,6 +42,7 @@ const OWN = {
   validation: [9, 10],
   precedence: [10, 11],
   compete: [11, 15],
+  arrive: [15, 16],
 } as const;
 const own = (test: keyof typeof OWN) => nodes.slice(...OWN[test]);
 // Deployment names are this file's own (the annealer's workflow ids may be made from them).
@@ -50,7 +51,8 @@ const dep = (label: string) => `${label}-${uniq}`;
 const logFile = (label: string) => path.join(work, `${label}.log`);
 
 beforeAll(async () => {
-  const env = { MAX_CONCURRENT_OPERATIONS: String(CAP) };
+  // A long initialization window: the test of a node still initializing keeps one there while its agent is down.
+  const env = { MAX_CONCURRENT_OPERATIONS: String(CAP), INIT_WINDOW: '10m' };
   labMissing = await pxeLabAvailable();
   if (labMissing) {
     ts = await startTestService(env);
@@ -59,7 +61,7 @@ beforeAll(async () => {
     provisioned = await startProvisionedService('anneal', { ...env, DEPLOY_LEASE_TIMEOUT: '5m', DEPLOY_INSTALLER_TIMEOUT: '5m', DEPLOY_BOOT_TIMEOUT: '5m' });
     ts = provisioned.ts;
   }
-  fleet = await startActiveFleet(ts, 15, 'dep');
+  fleet = await startActiveFleet(ts, 16, 'dep');
   nodes = fleet.hostnames;
 }, 600_000);
 
@@ -194,6 +196,34 @@ test('three roles run in dependency order on each of two nodes, as the agents sa
     expect(r2![0]!.end).toBeLessThanOrEqual(r3![0]!.start);
     expect(r3![0]!.input).toEqual({ role: 'order-r3', hostname: node, deployment: d, attributes: { log } });
   }
+});
+
+test('a node still initializing is left alone until it is active, then its noderole runs', async () => {
+  const d = dep('arrive');
+  const log = logFile('arrive');
+  const [settled] = own('arrive');
+  await anneal.role('arrive-r', { attributes: { log } });
+  // A real agent, accepted while it is down: its node stays initializing (its checks fail) until it is back.
+  const agent = await startTestAgent(ts, ts.hostname('arrive'));
+  agents.push(agent);
+  await waitFor(() => ts.api.get(`/api/v1/nodes/${agent.hostname}`), (r) => r.body.state === 'unmanaged', { what: 'the agent to announce' });
+  await agent.stop();
+  must(await ts.api.post(`/api/v1/unmanaged_nodes/${agent.hostname}/accept`, { hostname: agent.hostname, fingerprint: agent.fingerprint }), 202, 'accept');
+  // Within its window an unreachable node is checked again and again, and stays initializing.
+  await waitFor(() => ts.api.get(`/api/v1/nodes/${agent.hostname}`), (r) => r.body.state === 'initializing', { what: 'the accept to be applied' });
+  await anneal.deployment(d);
+  await anneal.bind(d, 'arrive-r', [settled!, agent.hostname]);
+  const taskId = await anneal.commit(d);
+
+  // The annealer ran the noderole of the node that was there, and left the other one in todo, not in error.
+  await waitFor(() => anneal.noderole(d, 'arrive-r', settled!), (n) => n.state === 'active', { what: `arrive-r on ${settled} to be active` });
+  expect(await anneal.noderole(d, 'arrive-r', agent.hostname)).toMatchObject({ state: 'todo', error: null, runs: 0 });
+  expect((await ts.api.get(`/api/v1/tasks/${taskId}`)).body.status).toBe('running');
+
+  await agent.start();
+  const task = await anneal.settle(taskId);
+  expect(task).toMatchObject({ status: 'succeeded', progress: { total: 2, active: 2 } });
+  expect(runsOf(readRuns(log), 'arrive-r', agent.hostname)).toHaveLength(1);
 });
 
 test('an error blocks its dependents on that node only, and a retry unblocks them', async () => {
