@@ -28,6 +28,7 @@ import { freePort } from '../src/dev/free-port';
 import type { NodeState } from '../src/domain/states';
 import { startDevServer } from '../src/temporal/dev-server';
 import { NodeWorkflows } from '../src/temporal/node-workflows';
+import { maxCachedWorkflowsFrom } from '../src/temporal/worker';
 import type { nodeLifecycle } from '../workflows/node-lifecycle';
 import { nodeWorkflowId } from '../workflows/definitions';
 import { log, machine, table, writeResult, runBenchmark, runCleanup } from './bench-support';
@@ -43,6 +44,15 @@ function memoryOf(pid: number): { rss_mib: number; hwm_mib: number } {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
   return { rss_mib: Math.round(kib('VmRSS') / 1024), hwm_mib: Math.round(kib('VmHWM') / 1024) };
+}
+
+const TICKS_PER_SECOND = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+/** CPU seconds a process has used, every thread: utime + stime, fields 14 and 15 of /proc/<pid>/stat. */
+function cpuSecondsOf(pid: number): number {
+  const raw = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = raw.slice(raw.lastIndexOf(')') + 2).split(' ');
+  return Math.round(((Number(rest[11]) + Number(rest[12])) / TICKS_PER_SECOND) * 10) / 10;
 }
 
 /** What the memory probe last wrote for each thread of the worker (main thread first). */
@@ -67,11 +77,11 @@ async function scrape(url: string): Promise<Map<string, number>> {
 }
 
 /**
- * The sticky cache size the worker runs with: service.ts and createWorker leave maxCachedWorkflows to
- * the SDK, whose default (1.24, reuseV8Context) is max(floor((heap limit MiB - 200) * 600 / 1024), 10),
- * the heap limit being this node binary's with the worker's NODE_OPTIONS.
+ * What the SDK would choose were maxCachedWorkflows not set (1.24, reuseV8Context): max(floor((heap
+ * limit MiB - 200) * 600 / 1024), 10), the heap limit being this node binary's with the worker's
+ * NODE_OPTIONS. For comparison only: createWorker sets the cache (WORKER_MAX_CACHED_WORKFLOWS).
  */
-function defaultMaxCachedWorkflows(env: NodeJS.ProcessEnv): { heap_limit_mib: number; max_cached_workflows: number } {
+function sdkDefaultMaxCachedWorkflows(env: NodeJS.ProcessEnv): { heap_limit_mib: number; max_cached_workflows: number } {
   const out = spawnSync(process.execPath, ['-p', 'require("v8").getHeapStatistics().heap_size_limit'], { env, encoding: 'utf8' });
   const heapMiB = Number(out.stdout.trim()) / 2 ** 20;
   return { heap_limit_mib: Math.round(heapMiB), max_cached_workflows: Math.max(Math.floor((Math.max(heapMiB - 200, 0) * 600) / 1024), 10) };
@@ -145,15 +155,24 @@ async function main(): Promise<void> {
       BENCH_MEMORY_PROBE: path.join(root, 'probe', 'heap'),
     };
     fs.mkdirSync(path.join(root, 'probe'));
-    const cache = defaultMaxCachedWorkflows(env);
+    const sdkDefault = sdkDefaultMaxCachedWorkflows(env);
+    const cache = { max_cached_workflows: maxCachedWorkflowsFrom(env) };
     const worker = await startWorker(env);
     cleanup.push(() => stopWorker(worker));
     const pid = worker.pid!;
     const metricsUrl = `http://${metricsListen}/metrics`;
     await sleep(10_000);
     const baseline = memoryOf(pid);
+    const cpuBefore = cpuSecondsOf(pid);
     const baselineHeaps = heapsOf(env.BENCH_MEMORY_PROBE!);
-    log(`worker ${pid} up; ${baseline.rss_mib} MiB resident before any node workflow; default sticky cache ${cache.max_cached_workflows} runs`);
+    log(`worker ${pid} up; ${baseline.rss_mib} MiB resident before any node workflow; sticky cache ${cache.max_cached_workflows} runs`);
+    // The resident memory all along (the peak comes while the runs are started, before idle).
+    const timeline: { at_s: number; rss_mib: number }[] = [];
+    const sampleFrom = Date.now();
+    const sampler = setInterval(() => {
+      if (worker.exitCode === null) timeline.push({ at_s: Math.round((Date.now() - sampleFrom) / 1000), rss_mib: memoryOf(pid).rss_mib });
+    }, 5_000);
+    cleanup.push(async () => clearInterval(sampler));
 
     // The product's own start of a node workflow (NodeWorkflows.withStart), with the state the database holds.
     const config = loadConfig(env);
@@ -192,6 +211,7 @@ async function main(): Promise<void> {
     if (pending.length > 0) throw new Error(`workflows still have a task pending: ${pending.join(', ')}`);
     const history = await client.workflow.getHandle(nodeWorkflowId(hostnames[0]!)).fetchHistory();
     const idleAt = Date.now();
+    const cpuAtIdle = cpuSecondsOf(pid);
     log(`idle ${idleAt - t0} ms after the first start (${last} workflow tasks run); sampling memory for 60 s`);
 
     const samples: { at_s: number; rss_mib: number }[] = [];
@@ -216,12 +236,15 @@ async function main(): Promise<void> {
         'Worker: node --import tsx src/main.ts --role worker (PostgreSQL, dev server). Workflows started with NodeWorkflows.withStart options for state active (read from the nodes table), 32 starts at a time. Idle: executed workflow tasks unchanged for 20 s and no pending task on a sample of 25. Memory from /proc/<pid>/status of the worker process, sampled every 5 s for 60 s after idle.',
       started_in_ms: startedMs,
       idle_after_ms: idleAt - t0,
+      // The worker's CPU from the first start to idle (every thread, garbage collection included): what the heap limit costs.
+      worker_cpu_s_to_idle: Math.round((cpuAtIdle - cpuBefore) * 10) / 10,
       workflow_tasks_run: last,
       history_events_per_workflow: history.events?.length ?? null,
       sticky_cache: {
         max_cached_workflows: cache.max_cached_workflows,
-        source: 'SDK default (service.ts does not set maxCachedWorkflows): max(floor((heap_size_limit_MiB - 200) * 600 / 1024), 10), reuseV8Context on',
-        heap_size_limit_mib: cache.heap_limit_mib,
+        source: `createWorker (src/temporal/worker.ts): WORKER_MAX_CACHED_WORKFLOWS${env.WORKER_MAX_CACHED_WORKFLOWS ? `=${env.WORKER_MAX_CACHED_WORKFLOWS}` : ' unset, its default'}; reuseV8Context on, one workflow thread`,
+        sdk_default_would_be: sdkDefault.max_cached_workflows,
+        heap_size_limit_mib: sdkDefault.heap_limit_mib,
         cached_runs_at_end: cached,
         forced_evictions: metrics.get('temporal_sticky_cache_total_forced_eviction') ?? null,
         sticky_schedule_to_start_timeout_s: 10,
@@ -234,6 +257,9 @@ async function main(): Promise<void> {
         rss_mib_max_over_60s: Math.max(...rssValues),
         per_cached_run_kib: Number.isFinite(cached) && cached > 0 ? Math.round(((final.rss_mib - baseline.rss_mib) * 1024) / cached) : null,
         samples,
+        // Every 5 s from the worker's start (before the first workflow) to the end of the idle samples.
+        timeline,
+        rss_mib_max_sampled: Math.max(...timeline.map((t) => t.rss_mib)),
         // Thread 0 is the main thread (SDK, Core bridge, activities); the other the workflow thread (cached runs' contexts).
         v8_heaps_before_workflows: baselineHeaps,
         v8_heaps_idle: finalHeaps,
