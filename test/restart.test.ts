@@ -92,8 +92,13 @@ test('after kill -9 during initialization, npm start resumes every node where it
 
   api = await startService();
   expect(devServerPid()).not.toBe(firstDevServer);
-  const states = (await api.get('/api/v1/nodes')).body.map((n: any) => n.state);
-  expect(states).toEqual(['initializing', 'initializing', 'initializing', 'initializing']);
+  // Every accept answered 202 survives the kill, applied before it or (queued in Temporal) after it.
+  const listed = await waitFor(
+    () => api.get('/api/v1/nodes'),
+    (r) => r.body.length === 4 && r.body.every((n: any) => n.state !== 'unmanaged'),
+    { what: 'the four accepts to be applied', timeoutMs: 120_000 },
+  );
+  expect(listed.body.map((n: any) => n.state)).toEqual(['initializing', 'initializing', 'initializing', 'initializing']);
 
   // Three nodes come back within their window; the fourth stays away.
   for (const name of ['r1.restart.test', 'r2.restart.test', 'r3.restart.test']) await startAgent(name);
