@@ -1,5 +1,6 @@
 import { CliError } from './client';
 import { table } from './render';
+import { localClock, type ViewOptions } from './deploy-watch';
 
 /** An anneal task's progress, as GET /api/v1/tasks/{id} shows it for a commit or a retry. */
 export interface AnnealProgress {
@@ -39,20 +40,8 @@ export function annealProgressLine(p: AnnealProgress, width = 30): string {
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${p.total} done  active ${p.active}  running ${p.transition}  todo ${p.todo}  error ${p.error}  blocked ${p.blocked}`;
 }
 
-export interface AnnealViewOptions {
-  /** Redraw in place (a terminal), or print a line per change (a pipe, a log). */
-  tty: boolean;
-  write: (text: string) => void;
-  now?: () => number;
-  /** On a terminal, the most noderole lines drawn; the rest are summed up in one line. */
-  maxRows?: number;
-  /** On a terminal, its width: a longer line would wrap and the redraw would climb too few lines. */
-  columns?: number;
-  /** Clock time of a line in a log; local HH:MM:SS by default. */
-  clock?: (ms: number) => string;
-}
-
-const localClock = (ms: number) => new Date(ms).toTimeString().slice(0, 8);
+/** The same drawing options as an install's view (a terminal redrawn in place, or a line per change). */
+export type AnnealViewOptions = ViewOptions;
 const SETTLED = ['active', 'error', 'blocked'];
 
 /**

@@ -106,7 +106,7 @@ export interface ViewOptions {
   clock?: (ms: number) => string;
 }
 
-const localClock = (ms: number) => new Date(ms).toTimeString().slice(0, 8);
+export const localClock = (ms: number) => new Date(ms).toTimeString().slice(0, 8);
 
 /**
  * What the operator sees while waiting. Fed snapshots, it draws; it never polls, so it is tested
