@@ -124,6 +124,7 @@ describe('the tree', () => {
     expect(bound.noderoles).toEqual([expect.objectContaining({ deployment: x, role: 'tree-web', node, state: 'proposed' })]);
     expect((await deployment(x)).nodes).toBe(1);
     expect((await deployment('system')).nodes).toBe(inSystem - 1);
+    expect((await ts.api.get(`/api/v1/nodes/${node}`)).body.deployment).toBe(x);
     expectRefused(await ts.api.post(`/api/v1/deployments/${y}/bind`, { role: 'tree-web', nodes: [node] }), 409, node);
     // Moving it out while it has noderoles is refused as well: unbind first.
     expectRefused(await ts.api.post(`/api/v1/deployments/${y}/nodes`, { nodes: [node] }), 409, node);
@@ -133,6 +134,7 @@ describe('the tree', () => {
     expect(must(await ts.api.post(`/api/v1/deployments/${x}/unbind`, { role: 'tree-web', nodes: [node] }), 200, 'unbind')).toEqual({ removed: 1 });
     expect(must(await ts.api.post(`/api/v1/deployments/${y}/nodes`, { nodes: [node] }), 200, 'move')).toEqual({ moved: [node] });
     expect([(await deployment(x)).nodes, (await deployment(y)).nodes]).toEqual([0, 1]);
+    expect((await ts.api.get(`/api/v1/nodes/${node}`)).body.deployment).toBe(y);
     must(await ts.api.post('/api/v1/deployments/system/nodes', { nodes: [node] }), 200, 'give back');
     expect((await deployment('system')).nodes).toBe(inSystem);
     for (const name of [x, y]) expect((await del(`/api/v1/deployments/${name}`)).status).toBe(204);

@@ -22,6 +22,7 @@ export function presentNode(node: NodeRecord) {
     state: node.state,
     target_state: TARGET_OF[node.state] ?? null,
     allowed_actions: verbsAllowed(node.state),
+    deployment: node.deployment,
     fingerprint: node.fingerprint,
     address: node.address,
     last_error: node.lastError,

@@ -9,6 +9,8 @@ import { enterNode } from './transitions-repo';
 export interface NodeRecord {
   hostname: string;
   state: NodeState;
+  /** The deployment the node belongs to (`system` until it is moved or bound elsewhere). */
+  deployment: string;
   /** The agent's identity; null for a node enrolled by its BMC that runs no agent. */
   fingerprint: string | null;
   publicKey: string | null;
@@ -38,6 +40,7 @@ export interface NodeRecord {
 interface NodeRow {
   hostname: string;
   state: NodeState;
+  deployment: string;
   fingerprint: string | null;
   public_key: string | null;
   address: string | null;
@@ -66,6 +69,7 @@ function toNode(row: NodeRow): NodeRecord {
   return {
     hostname: row.hostname,
     state: row.state,
+    deployment: row.deployment,
     fingerprint: row.fingerprint,
     publicKey: row.public_key,
     address: row.address,

@@ -29,6 +29,7 @@ export const nodeSchema = z
     state: nodeState,
     target_state: nodeState.nullable().meta({ description: 'The stable state a transient state is heading for.' }),
     allowed_actions: z.array(z.enum(OPERATOR_VERBS as readonly NodeEvent[] as [NodeEvent, ...NodeEvent[]])),
+    deployment: z.string().meta({ description: 'The deployment the node belongs to (`system` until it is moved or bound elsewhere).' }),
     fingerprint: z.string().nullable(),
     address: z.string().nullable(),
     last_error: z.string().nullable(),
