@@ -135,7 +135,7 @@ interface Captured {
  * The page's SELECT as one would write it by hand (its rows only, no total), built by knex the way
  * pageNodes builds its rows query; and the statements pageNodes sends for that page once it holds the
  * filter's estimate, which is every page of a walk but one each ESTIMATE_FRESH_MS: the SELECT alone for a
- * large filter, the SELECT with the filter's count in it for a small one. Both replayed through knex.raw
+ * large filter, the SELECT and the filter's COUNT side by side for a small one. Both replayed through knex.raw
  * with the same bindings.
  */
 async function captureStatements(knex: Knex, filter: NodeFilter, after: string | undefined): Promise<{ select: Captured; repo: Captured[] }> {
@@ -279,10 +279,9 @@ async function main(): Promise<void> {
       }
     }
 
-    // The server's own time for each page SELECT, and the plan it chose (is it the index?).
-    const plans = new Map<Case, unknown>();
-    for (const c of cases) {
-      const explained = await knex.raw(`explain (analyze, buffers, format json) ${c.statements.select.sql}`, c.statements.select.bindings as Knex.RawBinding[]);
+    // The server's own time for each page SELECT and for what pageNodes sends, and the plan it chose (is it the index?).
+    const analyze = async (q: Captured) => {
+      const explained = await knex.raw(`explain (analyze, buffers, format json) ${q.sql}`, q.bindings as Knex.RawBinding[]);
       const cell: unknown = explained.rows[0]?.['QUERY PLAN'];
       const [plan] = (typeof cell === 'string' ? JSON.parse(cell) : cell) as { Plan: PlanNode; 'Planning Time': number; 'Execution Time': number }[];
       const nodes: string[] = [];
@@ -291,7 +290,15 @@ async function main(): Promise<void> {
         for (const child of n.Plans ?? []) walk(child);
       };
       walk(plan!.Plan);
-      plans.set(c, { plan: nodes, planning_ms: plan!['Planning Time'], execution_ms: plan!['Execution Time'] });
+      return { plan: nodes, planning_ms: plan!['Planning Time'], execution_ms: plan!['Execution Time'] };
+    };
+    const plans = new Map<Case, unknown>();
+    const repoPlans = new Map<Case, unknown[]>();
+    for (const c of cases) {
+      plans.set(c, await analyze(c.statements.select));
+      const repo: unknown[] = [];
+      for (const q of c.statements.repo) repo.push(await analyze(q));
+      repoPlans.set(c, repo);
     }
 
     const results = cases.map((c) => {
@@ -303,6 +310,7 @@ async function main(): Promise<void> {
         rows_in_state: perState[c.state],
         sql: { select: c.statements.select.sql, repo_statements: c.statements.repo.map((q) => q.sql) },
         select_explain_analyze: plans.get(c),
+        repo_statements_explain_analyze: repoPlans.get(c),
         ...s,
         ratio_p99_to_raw_select: +(s.http_api.p99_ms / s.raw_select.p99_ms).toFixed(2),
         ratio_p99_to_raw_repo_statements: +(s.http_api.p99_ms / s.raw_repo_statements.p99_ms).toFixed(2),
@@ -329,7 +337,7 @@ async function main(): Promise<void> {
       warm_up: WARM_UP,
       requests_per_case: REQUESTS,
       method:
-        'Sequential, one request at a time, over keep-alive loopback HTTP from the same process. Each round runs every case and column once, interleaved. raw_select: the page SELECT for its rows only (no total), built by knex as pageNodes builds its rows query, replayed by knex.raw. raw_repo_statements: every statement pageNodes sends for the page once it holds the estimate of the filter (the SELECT alone for a filter estimated at exact_count_below or more, the SELECT with the count of the filter in it below), replayed at once; the estimate is asked again (EXPLAIN beside the SELECT) every estimate_fresh_ms, which repo_function and http_api include. repo_function: pageNodes(). repo_and_presentation: plus presentNode and JSON.stringify. http_api: GET through the real service (api role) until the body is read.',
+        'Sequential, one request at a time, over keep-alive loopback HTTP from the same process. Each round runs every case and column once, interleaved. raw_select: the page SELECT for its rows only (no total), built by knex as pageNodes builds its rows query, replayed by knex.raw. raw_repo_statements: every statement pageNodes sends for the page once it holds the estimate of the filter (the SELECT alone for a filter estimated at exact_count_below or more, the SELECT and the COUNT of the filter side by side below), replayed at once; the estimate is asked again (EXPLAIN beside the SELECT) every estimate_fresh_ms, which repo_function and http_api include. repo_function: pageNodes(). repo_and_presentation: plus presentNode and JSON.stringify. http_api: GET through the real service (api role) until the body is read.',
       targets: { p99_ms: TARGET_P99_MS, ratio_to_raw_sql: TARGET_RATIO, ratio_is: 'http_api p99 / raw_select p99' },
       walks,
       cases: results,

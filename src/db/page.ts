@@ -69,7 +69,7 @@ export async function totalOf(knex: Knex, filtered: Knex.QueryBuilder, exactBelo
  * How long a filter's estimate is trusted without asking the planner again. The estimate moves only as
  * the table grows or shrinks by whole pages and when ANALYZE runs; a walk through 900 pages asks once
  * every few hundred pages instead of on every page. Exact counts are never remembered: a small total
- * is counted by every page's own statement.
+ * is counted for every page, beside its SELECT.
  */
 export const ESTIMATE_FRESH_MS = 10_000;
 /** Filters remembered per database handle; past this the oldest is forgotten (a filter by host names makes many). */
@@ -88,28 +88,20 @@ function remember(kept: Map<string, { estimate: number; at: number }>, key: stri
   kept.set(key, { estimate, at: Date.now() });
 }
 
-/** The column a page's SELECT carries its total in, when it counts in the same statement. */
-const TOTAL_COLUMN = '__page_total';
-
-/** Whether the query names its columns (else it is `select *`, and a column added alone would replace the star). */
-function namesColumns(query: Knex.QueryBuilder): boolean {
-  return (query as unknown as { _statements: { grouping: string }[] })._statements.some((s) => s.grouping === 'columns');
-}
-
 /**
  * One page of `filtered`: `after` narrows it past the cursor, `order` sorts it by the unique key, and
  * `keyOf` reads that key back from a row for the next cursor. The total is counted (or estimated) on
  * the filtered query without the cursor, so every page of a walk reports the same total.
  *
- * Every statement is a round trip, and on a loaded machine each one also waits for a CPU; so a page
- * sends one statement when it can. The planner's estimate of the filter decides between counting and
- * estimating (below EXACT_COUNT_BELOW it counts), and it is remembered for ESTIMATE_FRESH_MS:
+ * The planner's estimate of the filter decides between counting and estimating (below EXACT_COUNT_BELOW
+ * it counts). Asking for it is a round trip of its own, which on a loaded machine also waits for a CPU,
+ * and a COUNT asked only once the estimate is back is a second one after it; so the estimate is
+ * remembered for ESTIMATE_FRESH_MS, and every statement a page needs is sent at once:
  * - estimated large, and fresh: the page's SELECT alone; the total is the remembered estimate;
- * - estimated small, and fresh: the page's SELECT counts the filter in the same statement (an
- *   uncorrelated subquery, run once). Should that count reach EXACT_COUNT_BELOW, the planner is asked
- *   again and decides as it would have;
- * - not known or not fresh: the EXPLAIN runs beside the SELECT (with the count in it when the filter was
- *   small), then the COUNT if the estimate is small and was not counted already.
+ * - estimated small, and fresh: the SELECT and the COUNT side by side. Should the count reach
+ *   EXACT_COUNT_BELOW, the planner is asked again and decides, as it would have without the memory;
+ * - not known or not fresh: the EXPLAIN beside the SELECT (and beside the COUNT when the filter was
+ *   small), then the COUNT if the estimate is small and it was not sent already.
  */
 export async function keysetPage<Row, K>(
   knex: Knex,
@@ -129,30 +121,21 @@ export async function keysetPage<Row, K>(
   if (page.after !== undefined) list.after(query, page.after);
   else if (page.offset) query.offset(page.offset);
   list.order(query);
-  query.limit(page.limit + 1);
 
   const kept = rememberedEstimates(knex);
   const known = kept.get(key);
   const fresh = known !== undefined && Date.now() - known.at < ESTIMATE_FRESH_MS;
-  const countHere = known !== undefined && known.estimate < exactBelow;
-  if (countHere) {
-    if (!namesColumns(query)) query.select('*');
-    query.select(knex.raw('? as ??', [knex.from(countable(knex, filtered()).as('matching')).count('*'), TOTAL_COLUMN]));
-  }
-  const [selected, estimate] = await Promise.all([query as Promise<(Row & { [TOTAL_COLUMN]?: string | number })[]>, fresh ? undefined : estimateOf(knex, filtered())]);
+  const countNow = known !== undefined && known.estimate < exactBelow;
+  const [rows, estimate, counted] = await Promise.all([
+    query.limit(page.limit + 1) as Promise<Row[]>,
+    fresh ? undefined : estimateOf(knex, filtered()),
+    countNow ? countOf(knex, filtered()) : undefined,
+  ]);
 
-  let rows: Row[] = selected;
-  let counted: number | undefined;
-  if (countHere) {
-    // An empty page (past the end, or nothing matches) has no row to carry the count.
-    counted = selected.length > 0 ? Number(selected[0]![TOTAL_COLUMN]) : undefined;
-    rows = selected.map(({ [TOTAL_COLUMN]: _total, ...row }) => row as Row);
-  }
   let decided = estimate;
   if (decided === undefined) {
-    if (!countHere) return pageOf(rows, page.limit, list.keyOf, { count: known!.estimate, estimated: true });
-    counted ??= await countOf(knex, filtered());
-    // Remembered as small, but the count says otherwise: the planner decides, as it would have without the memory.
+    if (counted === undefined) return pageOf(rows, page.limit, list.keyOf, { count: known!.estimate, estimated: true });
+    // Remembered as small, but the count says otherwise: the planner decides.
     if (counted >= exactBelow) decided = await estimateOf(knex, filtered());
   }
   if (decided !== undefined) remember(kept, key, decided);
