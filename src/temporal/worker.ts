@@ -45,20 +45,19 @@ const activityLogContext: ActivityInterceptorsFactory = (ctx) => ({
 /**
  * The sticky cache: workflow runs the worker keeps in memory between their tasks, so that a run's next
  * task does not replay its history. A node waiting for its next command needs no place in it (its
- * history since the last continue-as-new is a few events, replayed in about a millisecond), but a node
+ * history since the last continue-as-new is a few events, cheap to replay on its next command), but a node
  * in the middle of its lifecycle does: its init checks, operation slots and transitions come back to it
  * every few seconds, and a least-recently-used cache smaller than the set of busy runs evicts each one
  * just before it is needed again, so every task would replay.
  *
- * 1,500, measured (bench/idle-memory.ts, README "Idle memory"): a cached idle node run holds about 75
- * KiB of the workflow thread's V8 heap and about 180 KiB of resident memory in all (with Core's copy of
- * its state), on top of about 370 MiB for a worker with none. Filling the cache also leaves the garbage
- * of every run evicted on the way, which V8 returns later; the peak follows the cache size. The SDK's
- * own default is derived from the V8 heap limit (2,310 runs on a 24 GB machine), which put the peak
- * over 1 GiB with 10,000 idle nodes; 1,500 keeps it under, and still holds every run of a 1,000-node
- * fleet accepted at once, with the service's own workflows beside them. A worker for a larger fleet that
- * is busy all at once sets WORKER_MAX_CACHED_WORKFLOWS higher, and gives it the memory (about 350 KiB
- * a run at the peak).
+ * 1,500, measured (bench/idle-memory.ts, README "Idle memory"): an idle node's cached run holds about
+ * 75 KiB of the workflow thread's heap and 100-150 KiB of resident memory in all (with Core's copy of
+ * its state), on top of about 370 MiB for a worker with none, so 10,000 idle nodes leave the worker at
+ * 530-580 MiB. 1,500 holds every run of a 1,000-node fleet accepted at once, with the service's own
+ * workflows beside them; the SDK's default, derived from the V8 heap limit, is 2,310 on a 24 GB machine.
+ * The peak while runs are brought up is bounded by the heap limit below, not by the cache: with 1,500
+ * runs and no limit it was still 1.19-1.22 GiB. A worker for a larger fleet that is busy all at once
+ * sets WORKER_MAX_CACHED_WORKFLOWS higher, and gives it the memory.
  */
 export const DEFAULT_MAX_CACHED_WORKFLOWS = 1500;
 
@@ -82,8 +81,12 @@ export function maxCachedWorkflowsFrom(env: NodeJS.ProcessEnv = process.env): nu
  * the machine's memory (4 GiB on the 24 GB bench machine); with a limit near 512 MiB the factor is about
  * 1.4. Starting 10,000 idle nodes, every start past the cache evicts a run and leaves its garbage: with
  * the 4 GiB default, the workflow thread's heap reached about 500 MiB in use while it held 145 MiB of
- * live runs, and the worker's RSS went past 1.1 GiB. A thread that does reach its limit ends with
- * ERR_WORKER_OUT_OF_MEMORY and takes the worker down, hence the threefold margin per run.
+ * live runs, and the worker's RSS went past 1.1 GiB; with this limit the thread held about 235 MiB at
+ * the busiest moment seen and the peak RSS was 850-930 MiB. The price is more frequent full
+ * collections: bringing up those 10,000 runs took the worker 164-171 CPU s against 124 without the
+ * limit; in the fleet bench (300 nodes) the difference was lost in the noise, the worker's CPU per node
+ * moving no more than that of the processes the limit does not touch. A thread that does reach its limit ends with ERR_WORKER_OUT_OF_MEMORY and takes the worker
+ * down, hence the threefold margin per run.
  */
 export function workflowHeapLimitMiB(maxCachedWorkflows: number): number {
   return 128 + Math.ceil(maxCachedWorkflows / 4);
