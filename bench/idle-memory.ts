@@ -115,7 +115,8 @@ async function main(): Promise<void> {
   if (!(await postgresAvailable())) throw new Error('the idle-memory benchmark needs PostgreSQL: the worker role runs beside the API on a shared database');
   const startedMachine = machine();
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'nl-bench-idle-'));
-  const cleanup: (() => Promise<unknown>)[] = [];
+  // Run last to first: the scratch directory (the dev server's and the worker's files) goes once everything in it has stopped.
+  const cleanup: (() => Promise<unknown>)[] = [async () => fs.rmSync(root, { recursive: true, force: true })];
   try {
     const database = await createTestDatabase();
     cleanup.push(() => database.drop());

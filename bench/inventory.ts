@@ -182,7 +182,8 @@ async function main(): Promise<void> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'nl-bench-inventory-'));
   const database = await createTestDatabase();
   const knex = knexFactory({ client: 'pg', connection: database.url, pool: { min: 0, max: 10 } });
-  const cleanup: (() => Promise<unknown>)[] = [() => database.drop(), () => knex.destroy()];
+  // Run last to first: the scratch directory (the dev server's files) goes once everything in it has stopped.
+  const cleanup: (() => Promise<unknown>)[] = [async () => fs.rmSync(root, { recursive: true, force: true }), () => database.drop(), () => knex.destroy()];
   try {
     await applyMigrations(knex);
     let t = performance.now();
