@@ -43,6 +43,7 @@ const OWN = {
   precedence: [10, 11],
   compete: [11, 15],
   arrive: [15, 16],
+  fix: [16, 17],
 } as const;
 const own = (test: keyof typeof OWN) => nodes.slice(...OWN[test]);
 // Deployment names are this file's own (the annealer's workflow ids may be made from them).
@@ -61,7 +62,7 @@ beforeAll(async () => {
     provisioned = await startProvisionedService('anneal', { ...env, DEPLOY_LEASE_TIMEOUT: '5m', DEPLOY_INSTALLER_TIMEOUT: '5m', DEPLOY_BOOT_TIMEOUT: '5m' });
     ts = provisioned.ts;
   }
-  fleet = await startActiveFleet(ts, 16, 'dep');
+  fleet = await startActiveFleet(ts, 17, 'dep');
   nodes = fleet.hostnames;
 }, 600_000);
 
@@ -226,6 +227,31 @@ test('a node still initializing is left alone until it is active, then its noder
   const task = await anneal.settle(taskId);
   expect(task).toMatchObject({ status: 'succeeded', progress: { total: 2, active: 2 } });
   expect(runsOf(readRuns(log), 'arrive-r', agent.hostname)).toHaveLength(1);
+});
+
+test("a re-commit that changes a failed noderole's attributes runs it, and what it blocked, under the new task", async () => {
+  const [node] = own('fix') as [string];
+  const d = dep('fix');
+  const log = logFile('fix');
+  await anneal.role('fix-r1', { attributes: { log } });
+  await anneal.role('fix-r2', { requires: ['fix-r1'], attributes: { log } });
+  await anneal.deployment(d);
+  await anneal.bind(d, 'fix-r2', [node]);
+  const r1 = await anneal.noderole(d, 'fix-r1', node);
+  const patch = (attributes: Record<string, unknown>) => ts.api.request('PATCH', `/api/v1/noderoles/${r1.id}`, { json: { attributes } });
+  must(await patch({ fail_unless: path.join(work, 'fix.never') }), 200, 'break r1');
+  const first = await anneal.settle(await anneal.commit(d));
+  expect(first).toMatchObject({ status: 'failed', progress: { total: 2, error: 1, blocked: 1 } });
+
+  // The fix is in the attributes: propose, change them, commit.
+  await anneal.propose(d);
+  must(await patch({}), 200, 'mend r1');
+  const second = await anneal.settle(await anneal.commit(d));
+
+  expect(second).toMatchObject({ status: 'succeeded', progress: { total: 2, active: 2, error: 0, blocked: 0 } });
+  expect(await anneal.states(d)).toEqual(allIn('active', ['fix-r1', 'fix-r2'], [node]));
+  const runs = readRuns(log);
+  expect([runsOf(runs, 'fix-r1', node).length, runsOf(runs, 'fix-r2', node).length]).toEqual([2, 1]);
 });
 
 test('an error blocks its dependents on that node only, and a retry unblocks them', async () => {

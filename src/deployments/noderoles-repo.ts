@@ -260,6 +260,9 @@ export async function commitDeployment(
         where r.name = nr.role and nr.deployment = ? and nr.state = any(?) and ${CHANGED_SINCE_RUN}`,
       [noderoleTargetOf('changed'), input.taskId, input.deployment, input.deployment, noderoleStatesFor('changed')],
     );
+    // A blocked noderole may be unblocked by what this commit runs (an errored role with changed attributes):
+    // it then runs under this task, and if it stays blocked this task reports it.
+    await trx('noderoles').where({ deployment: input.deployment, state: 'blocked' }).update({ task_id: input.taskId, updated_at: trx.fn.now() });
     await trx('deployments').where({ name: input.deployment }).update({ state: 'committed', committed_at: trx.fn.now(), updated_at: trx.fn.now() });
     await input.kick();
     return { taskId: input.taskId, deployment: input.deployment, noderoles: proposed + (changed.rowCount ?? 0) };
