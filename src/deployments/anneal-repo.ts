@@ -3,7 +3,8 @@ import { holdImage } from '../images/images-repo';
 import { createInstalls } from '../provisioning/installs-repo';
 import { BLOCKING_STATES, nextNoderoleState, SETTLED_STATES, workOfRole, type NoderoleEvent, type NoderoleState, type RoleKind } from '../domain/noderoles';
 import { isStable, operationTarget, type NodeState } from '../domain/states';
-import { installFacts, installProblem, lastQueuedChanges, lockScheduler } from '../db/operations-repo';
+import { installFacts, lastQueuedChanges, lockScheduler } from '../db/operations-repo';
+import { osInstallProblems, registeredImages } from './install-fitness';
 import { EFFECTIVE_ATTRIBUTES } from './noderoles-repo';
 
 export interface AnnealPass {
@@ -145,7 +146,8 @@ async function handOut(
   const hostnames = [...new Set(runnable.map((r) => r.hostname))];
   const facts = new Map((await installFacts(trx, hostnames)).map((f) => [f.hostname, f]));
   const pending = await lastQueuedChanges(trx, hostnames);
-  const images = new Set((await trx('images').select('name')).map((r) => r.name as string));
+  // The image names are read only when an install is handed out: most passes hand out none.
+  let images: Set<string> | undefined;
   let settled = false;
   for (const row of runnable) {
     const node = facts.get(row.hostname)!;
@@ -161,7 +163,12 @@ async function handOut(
       settled = true;
       continue;
     }
-    const problem = work.kind === 'refused' ? work.problem : installable(work.operation, row, node, images);
+    let problem = work.kind === 'refused' ? work.problem : null;
+    if (work.kind === 'operation' && (work.operation === 'deploy' || work.operation === 'rebuild')) {
+      images ??= await registeredImages(trx);
+      const problems = osInstallProblems(row.effective.image, node, images);
+      if (problems.length > 0) problem = `${row.hostname}: ${problems.join('; ')}`;
+    }
     if (problem) {
       await apply(row, 'refused', { ...ran, error: problem, finished_at: trx.fn.now() });
       settled = true;
@@ -184,15 +191,6 @@ async function handOut(
   return settled;
 }
 
-/** An install needs an image (registered), a BMC and a port MAC; checked again here, as commit's check may be stale. */
-function installable(operation: string, row: PassRow, node: Parameters<typeof installProblem>[0], images: Set<string>): string | null {
-  if (operation !== 'deploy' && operation !== 'rebuild') return null;
-  const image = row.effective.image;
-  if (typeof image !== 'string' || !image) return 'os-install needs an `image` attribute naming a registered image';
-  if (!images.has(image)) return `no image ${image} (register it with POST /api/v1/images)`;
-  const unfit = installProblem(node);
-  return unfit ? `${row.hostname} ${unfit}` : null;
-}
 
 /** Ends the deployment's open anneal tasks whose noderoles have all settled: succeeded when every one is active. */
 async function finishSettledTasks(trx: Knex.Transaction, deployment: string): Promise<void> {

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { WorkflowClient } from '@temporalio/client';
 import type { Knex } from 'knex';
 import { BulkRefused, Conflict, Unavailable, type BulkOffender } from '../domain/errors';
-import { installFacts, installProblem } from '../db/operations-repo';
+import { installFacts } from '../db/operations-repo';
+import { osInstallProblems, registeredImages } from './install-fitness';
 import { log } from '../log';
 import { kickAnnealer } from './annealer-client';
 import { deleteDeployment } from './deployments-repo';
@@ -59,15 +60,11 @@ export class DeploymentService {
     if (!this.provisioningConfigured) {
       throw new Conflict('os-install needs a provisioning network, and none is configured: set PROVISIONING_URL and the PROVISIONING_* settings (README, OS install)');
     }
-    const images = new Set((await trx('images').select('name')).map((r) => r.name as string));
+    const images = await registeredImages(trx);
     const facts = new Map((await installFacts(trx, installs.map((i) => i.hostname))).map((f) => [f.hostname, f]));
-    const offenders: BulkOffender[] = [];
-    for (const install of installs) {
-      if (typeof install.image !== 'string' || !install.image) offenders.push({ node: install.hostname, problem: 'os-install has no `image` attribute' });
-      else if (!images.has(install.image)) offenders.push({ node: install.hostname, problem: `os-install names image ${install.image}, which is not registered` });
-      const unfit = installProblem(facts.get(install.hostname)!);
-      if (unfit) offenders.push({ node: install.hostname, problem: unfit });
-    }
+    const offenders: BulkOffender[] = installs.flatMap((install) =>
+      osInstallProblems(install.image, facts.get(install.hostname)!, images).map((problem) => ({ node: install.hostname, problem })),
+    );
     if (offenders.length > 0) throw new BulkRefused('commit', offenders);
   }
 }
