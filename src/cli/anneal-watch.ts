@@ -1,6 +1,6 @@
 import { CliError } from './client';
 import { table } from './render';
-import { localClock, type ViewOptions } from './deploy-watch';
+import { localClock, redrawInPlace, type ViewOptions } from './deploy-watch';
 
 /** An anneal task's progress, as GET /api/v1/tasks/{id} shows it for a commit or a retry. */
 export interface AnnealProgress {
@@ -98,12 +98,7 @@ export class AnnealView {
       lines.push(`... and ${rest.length} more (${rest.filter((r) => SETTLED.includes(r.state)).length} done)`);
     }
     if (task.progress) lines.push(annealProgressLine(task.progress));
-    const up = this.drawn > 0 ? `\x1b[${this.drawn}A` : '';
-    const width = this.options.columns ?? Infinity;
-    const fit = (line: string) => (line.length < width ? line : line.slice(0, Math.max(1, width - 1)));
-    this.options.write(`${up}${lines.map((l) => `\r\x1b[2K${fit(l)}\n`).join('')}`);
-    if (this.drawn > lines.length) this.options.write('\x1b[J');
-    this.drawn = lines.length;
+    this.drawn = redrawInPlace(lines, this.drawn, this.options);
   }
 }
 

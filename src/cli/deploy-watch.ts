@@ -109,6 +109,20 @@ export interface ViewOptions {
 export const localClock = (ms: number) => new Date(ms).toTimeString().slice(0, 8);
 
 /**
+ * Draws `lines` on a terminal over the `drawn` lines of the last draw: up to the first of them, then
+ * each line cleared and written again (cut to the width, so none wraps), and what is left below cleared.
+ * Returns how many lines are drawn now.
+ */
+export function redrawInPlace(lines: string[], drawn: number, options: Pick<ViewOptions, 'write' | 'columns'>): number {
+  const up = drawn > 0 ? `\x1b[${drawn}A` : '';
+  const width = options.columns ?? Infinity;
+  const fit = (line: string) => (line.length < width ? line : line.slice(0, Math.max(1, width - 1)));
+  options.write(`${up}${lines.map((l) => `\r\x1b[2K${fit(l)}\n`).join('')}`);
+  if (drawn > lines.length) options.write('\x1b[J');
+  return lines.length;
+}
+
+/**
  * What the operator sees while waiting. Fed snapshots, it draws; it never polls, so it is tested
  * without a server. On a terminal: one line per node, redrawn. Elsewhere: one line per phase
  * (every phase the deploy records, even those that passed between two polls) and per state change.
@@ -148,13 +162,7 @@ export class DeployView {
       const rest = ordered.slice(shown.length);
       lines.push(`... and ${rest.length} more (${rest.filter((p) => p.done).length} done)`);
     }
-    // Up to the first line drawn last time, then each line cleared and written again.
-    const up = this.drawn > 0 ? `\x1b[${this.drawn}A` : '';
-    const width = this.options.columns ?? Infinity;
-    const fit = (line: string) => (line.length < width ? line : line.slice(0, Math.max(1, width - 1)));
-    this.options.write(`${up}${lines.map((l) => `\r\x1b[2K${fit(l)}\n`).join('')}`);
-    if (this.drawn > lines.length) this.options.write('\x1b[J');
-    this.drawn = lines.length;
+    this.drawn = redrawInPlace(lines, this.drawn, this.options);
   }
 
   private logChanges(p: NodeProgress): void {
