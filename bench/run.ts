@@ -215,11 +215,25 @@ async function runEngine(engineName: EngineName, nodes: number, root: string): P
     await waitFor('the half announced', async () => (await total('/api/v1/unmanaged_nodes?limit=1')) >= half);
     const singleStart = Date.now();
     let unavailable = 0;
+    let connectionLost = 0;
     await forEachLimited(single.hostnames, 16, async (n) => {
+      let answerLost = false;
       for (;;) {
-        const res = await call('POST', `/api/v1/unmanaged_nodes/${n}/accept`, { hostname: n, fingerprint: single.fingerprint(n) });
+        let res;
+        try {
+          res = await call('POST', `/api/v1/unmanaged_nodes/${n}/accept`, { hostname: n, fingerprint: single.fingerprint(n) });
+        } catch (err) {
+          // The connection dropped before an answer (a keep-alive socket closed while this process, which
+          // also carries the agents, was stalled): a user sends it again, as here.
+          log(`${engineName}: accept ${n}: ${(err as Error).message}; sending it again`);
+          connectionLost += 1;
+          answerLost = true;
+          continue;
+        }
         if (res.status === 202) return;
-        // 503: no worker took it in time under load, and nothing was done: the API says so, a user retries.
+        // After a lost answer, a 409 (being accepted, or accepted) says the first request landed.
+        if (answerLost && res.status === 409) return;
+        // 503: Temporal did not take the accept in time, and nothing was done: the API says so, a user retries.
         if (res.status !== 503) throw new Error(`accept ${n}: ${res.status} ${JSON.stringify(res.body)}`);
         unavailable += 1;
       }
@@ -300,6 +314,7 @@ async function runEngine(engineName: EngineName, nodes: number, root: string): P
         nodes: half,
         parallel_requests: 16,
         answered_503_then_retried: unavailable,
+        connection_lost_then_retried: connectionLost,
         accept_ms: singleAccepted - singleStart,
         accept_nodes_per_second: rate(half, singleAccepted - singleStart),
         first_accept_to_all_active_ms: singleActive - singleStart,
