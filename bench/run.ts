@@ -1,5 +1,5 @@
 /**
- * npm run bench [-- --engine dev|cluster|both] [--nodes 1000[,5000]]: a simulated fleet through
+ * npm run bench [-- --engine dev|cluster|both] [--nodes 1000[,5000]] [--lifecycle-only]: a simulated fleet through
  * announce -> accept -> active -> commission on each Temporal engine in turn, the API and the worker each
  * a process of their own (so /proc splits the CPU), then the yardstick on the same engine. Writes one
  * JSON per node count under bench/results/ and prints the engines side by side.
@@ -27,6 +27,8 @@ const { values } = parseArgs({
     nodes: { type: 'string', default: process.env.BENCH_NODES ?? '1000' },
     // Prints the side-by-side table of result files already written (comma-separated), runs nothing.
     table: { type: 'string' },
+    // The bulk lifecycle only: no one-by-one half fleet, no yardstick (for node counts whose whole run does not fit).
+    'lifecycle-only': { type: 'boolean', default: false },
   },
 });
 if (!['dev', 'cluster', 'both'].includes(values.engine)) throw new Error(`--engine must be dev, cluster or both, not ${values.engine}`);
@@ -36,6 +38,7 @@ const NODE_COUNTS = values.nodes.split(',').map((n) => {
   if (!Number.isInteger(count) || count < 2) throw new Error(`--nodes: ${n} is not a node count (2 or more)`);
   return count;
 });
+const LIFECYCLE_ONLY = values['lifecycle-only'] ?? false;
 const PROJECTED_NODES = 100_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** digits;
@@ -68,13 +71,13 @@ interface EngineRun {
   commission_started_to_done: Summary;
   commission_task: { status: string; succeeded: number; failed: number };
   bulk_accept_failed_rows: { count: number; reaccepted_one_by_one: boolean; sample: { hostname: string; error: string }[] };
-  one_by_one: Record<string, number>;
+  one_by_one: Record<string, number> | null;
   agents_max_concurrent_operations: number;
-  cpu_seconds: { lifecycle: CpuGroups; one_by_one_half: CpuGroups; yardstick: CpuGroups };
-  cpu_seconds_per_node: { lifecycle: CpuGroups; lifecycle_service_total: number; yardstick: CpuGroups; yardstick_service_total: number };
+  cpu_seconds: { lifecycle: CpuGroups; one_by_one_half: CpuGroups | null; yardstick: CpuGroups | null };
+  cpu_seconds_per_node: { lifecycle: CpuGroups; lifecycle_service_total: number; yardstick: CpuGroups | null; yardstick_service_total: number | null };
   projection_100k: Record<string, unknown>;
-  yardstick: Record<string, unknown>;
-  ratio_to_yardstick: number;
+  yardstick: Record<string, unknown> | null;
+  ratio_to_yardstick: number | null;
 }
 
 async function runEngine(engineName: EngineName, nodes: number, root: string): Promise<EngineRun> {
@@ -208,82 +211,104 @@ async function runEngine(engineName: EngineName, nodes: number, root: string): P
     const readyToActive = names.filter((n) => fleet.readyAt.has(n) && activeAt.has(n)).map((n) => activeAt.get(n)! - fleet.readyAt.get(n)!);
 
     // Accepted one by one: a second, separate fleet of half the size, on the same service after the first.
-    const half = Math.max(1, Math.floor(nodes / 2));
-    const cpuHalfStart = sampler.totals();
-    const single = await Fleet.start({ serverUrl: apiUrl, count: half, prefix: 'single', rootDir: path.join(dir, 'single'), network: 201, announceIntervalMs: 10_000 });
-    stack.push(() => single.stop());
-    await waitFor('the half announced', async () => (await total('/api/v1/unmanaged_nodes?limit=1')) >= half);
-    const singleStart = Date.now();
-    let unavailable = 0;
-    let connectionLost = 0;
-    await forEachLimited(single.hostnames, 16, async (n) => {
-      let answerLost = false;
-      for (;;) {
-        let res;
-        try {
-          res = await call('POST', `/api/v1/unmanaged_nodes/${n}/accept`, { hostname: n, fingerprint: single.fingerprint(n) });
-        } catch (err) {
-          // The connection dropped before an answer (a keep-alive socket closed while this process, which
-          // also carries the agents, was stalled): a user sends it again, as here.
-          log(`${engineName}: accept ${n}: ${(err as Error).message}; sending it again`);
-          connectionLost += 1;
-          answerLost = true;
-          continue;
-        }
-        if (res.status === 202) return;
-        // After a lost answer, a 409 (being accepted, or accepted) says the first request landed.
-        if (answerLost && res.status === 409) return;
-        // 503: Temporal did not take the accept in time, and nothing was done: the API says so, a user retries.
-        if (res.status !== 503) throw new Error(`accept ${n}: ${res.status} ${JSON.stringify(res.body)}`);
-        unavailable += 1;
-      }
-    });
-    const singleAccepted = Date.now();
-    // The first fleet is commissioned by now: the active ones are this half.
-    await waitFor('the half active', async () => (await total('/api/v1/nodes?state=active&limit=1')) >= half);
-    const singleActive = Date.now();
-    const cpuHalf = minus(sampler.totals(), cpuHalfStart);
-    await single.stop();
-    log(`${engineName}: ${half} accepted one by one in ${singleAccepted - singleStart} ms, all active ${singleActive - singleStart} ms after the first`);
+    const oneByOne = LIFECYCLE_ONLY
+      ? null
+      : await (async () => {
+          const half = Math.max(1, Math.floor(nodes / 2));
+          const cpuHalfStart = sampler.totals();
+          const single = await Fleet.start({ serverUrl: apiUrl, count: half, prefix: 'single', rootDir: path.join(dir, 'single'), network: 201, announceIntervalMs: 10_000 });
+          stack.push(() => single.stop());
+          await waitFor('the half announced', async () => (await total('/api/v1/unmanaged_nodes?limit=1')) >= half);
+          const singleStart = Date.now();
+          let unavailable = 0;
+          let connectionLost = 0;
+          await forEachLimited(single.hostnames, 16, async (n) => {
+            let answerLost = false;
+            for (;;) {
+              let res;
+              try {
+                res = await call('POST', `/api/v1/unmanaged_nodes/${n}/accept`, { hostname: n, fingerprint: single.fingerprint(n) });
+              } catch (err) {
+                // The connection dropped before an answer (a keep-alive socket closed while this process, which
+                // also carries the agents, was stalled): a user sends it again, as here.
+                log(`${engineName}: accept ${n}: ${(err as Error).message}; sending it again`);
+                connectionLost += 1;
+                answerLost = true;
+                continue;
+              }
+              if (res.status === 202) return;
+              // After a lost answer, a 409 (being accepted, or accepted) says the first request landed.
+              if (answerLost && res.status === 409) return;
+              // 503: Temporal did not take the accept in time, and nothing was done: the API says so, a user retries.
+              if (res.status !== 503) throw new Error(`accept ${n}: ${res.status} ${JSON.stringify(res.body)}`);
+              unavailable += 1;
+            }
+          });
+          const singleAccepted = Date.now();
+          // The first fleet is commissioned by now: the active ones are this half.
+          await waitFor('the half active', async () => (await total('/api/v1/nodes?state=active&limit=1')) >= half);
+          const singleActive = Date.now();
+          const cpuHalf = minus(sampler.totals(), cpuHalfStart);
+          await single.stop();
+          log(`${engineName}: ${half} accepted one by one in ${singleAccepted - singleStart} ms, all active ${singleActive - singleStart} ms after the first`);
+          return {
+            cpu: cpuHalf,
+            result: {
+              nodes: half,
+              parallel_requests: 16,
+              answered_503_then_retried: unavailable,
+              connection_lost_then_retried: connectionLost,
+              accept_ms: singleAccepted - singleStart,
+              accept_nodes_per_second: rate(half, singleAccepted - singleStart),
+              first_accept_to_all_active_ms: singleActive - singleStart,
+              to_active_nodes_per_second: rate(half, singleActive - singleStart),
+            },
+          };
+        })();
 
-    // The yardstick's shape: a node's activities (local ones included) plus its share of the two bulk tasks' own.
-    const client = new Client({ connection: await Connection.connect({ address: engine.address }) });
-    stack.push(() => client.connection.close());
-    const activitiesIn = async (workflowId: string) =>
-      ((await client.workflow.getHandle(workflowId).fetchHistory()).events ?? []).filter(
-        (e) => e.activityTaskScheduledEventAttributes || e.markerRecordedEventAttributes?.markerName === 'core_local_activity',
-      ).length;
-    const nodeActivities = await activitiesIn(nodeWorkflowId(names[0]!));
-    const bulkActivities = (await activitiesIn(bulkWorkflowId(accept.body.task_id))) + (await activitiesIn(bulkWorkflowId(bulk.body.task_id)));
-    const shape = nodeActivities + Math.round(bulkActivities / nodes);
-    // Our nodes' workflows started as the bulk accept reached them: the yardstick starts its at that rate.
-    const startRate = nodes / Math.max(1, (lastAccept - firstAccept) / 1000);
+    const yard = LIFECYCLE_ONLY
+      ? null
+      : await (async () => {
+          // The yardstick's shape: a node's activities (local ones included) plus its share of the two bulk tasks' own.
+          const client = new Client({ connection: await Connection.connect({ address: engine.address }) });
+          stack.push(() => client.connection.close());
+          const activitiesIn = async (workflowId: string) =>
+            ((await client.workflow.getHandle(workflowId).fetchHistory()).events ?? []).filter(
+              (e) => e.activityTaskScheduledEventAttributes || e.markerRecordedEventAttributes?.markerName === 'core_local_activity',
+            ).length;
+          const nodeActivities = await activitiesIn(nodeWorkflowId(names[0]!));
+          const bulkActivities = (await activitiesIn(bulkWorkflowId(accept.body.task_id))) + (await activitiesIn(bulkWorkflowId(bulk.body.task_id)));
+          const shape = nodeActivities + Math.round(bulkActivities / nodes);
+          // Our nodes' workflows started as the bulk accept reached them: the yardstick starts its at that rate.
+          const startRate = nodes / Math.max(1, (lastAccept - firstAccept) / 1000);
 
-    const yardstickWorker = await startChild(
-      'bench/baseline-worker.ts',
-      [],
-      { TEMPORAL_ADDRESS: engine.address, TASK_QUEUE: 'bench-baseline', BASELINE_CAP: String(config.maxConcurrentOperations) },
-      /is running/,
-      path.join(dir, 'yardstick-worker.log'),
-    );
-    stack.push(() => yardstickWorker.stop());
-    pids.yardstick = yardstickWorker.pid;
-    const cpuYardStart = sampler.totals();
-    const yardStarted = Date.now();
-    const handles = [];
-    for (let i = 0; i < nodes; i++) {
-      const due = yardStarted + (i / startRate) * 1000;
-      if (due > Date.now()) await sleep(due - Date.now());
-      handles.push(client.workflow.start('baselineShape', { taskQueue: 'bench-baseline', workflowId: `baseline-${i}`, args: [shape] }));
-    }
-    await Promise.all((await Promise.all(handles)).map((h) => h.result()));
-    const yardMs = Date.now() - yardStarted;
-    const cpuYard = minus(sampler.totals(), cpuYardStart);
-    log(`${engineName}: yardstick ${yardMs} ms`);
+          const yardstickWorker = await startChild(
+            'bench/baseline-worker.ts',
+            [],
+            { TEMPORAL_ADDRESS: engine.address, TASK_QUEUE: 'bench-baseline', BASELINE_CAP: String(config.maxConcurrentOperations) },
+            /is running/,
+            path.join(dir, 'yardstick-worker.log'),
+          );
+          stack.push(() => yardstickWorker.stop());
+          pids.yardstick = yardstickWorker.pid;
+          const cpuYardStart = sampler.totals();
+          const yardStarted = Date.now();
+          const handles = [];
+          for (let i = 0; i < nodes; i++) {
+            const due = yardStarted + (i / startRate) * 1000;
+            if (due > Date.now()) await sleep(due - Date.now());
+            handles.push(client.workflow.start('baselineShape', { taskQueue: 'bench-baseline', workflowId: `baseline-${i}`, args: [shape] }));
+          }
+          await Promise.all((await Promise.all(handles)).map((h) => h.result()));
+          const yardMs = Date.now() - yardStarted;
+          const cpuYard = minus(sampler.totals(), cpuYardStart);
+          log(`${engineName}: yardstick ${yardMs} ms`);
+          return { ms: yardMs, cpu: cpuYard, shape, nodeActivities, bulkActivities, startRate };
+        })();
 
     const ours = commissioned - acceptSubmitted;
     const serviceTotal = (cpu: CpuGroups) => round(SERVICE_GROUPS.reduce((s, g) => s + (cpu[g] ?? 0), 0) / nodes, 4);
-    const yardService = { ...cpuYard, [GROUP.worker]: cpuYard[GROUP.yardstickWorker] ?? 0, [GROUP.api]: 0 };
+    const yardService = yard && { ...yard.cpu, [GROUP.worker]: yard.cpu[GROUP.yardstickWorker] ?? 0, [GROUP.api]: 0 };
     const lifecyclePerNode = perNode(cpuLifecycle, nodes);
     const throughput = rate(nodes, ours);
     return {
@@ -310,23 +335,14 @@ async function runEngine(engineName: EngineName, nodes: number, root: string): P
       commission_started_to_done: summary(task.nodes.map((n: any) => new Date(n.finished_at).getTime() - new Date(n.started_at).getTime())),
       commission_task: { status: task.status, succeeded: task.progress.succeeded, failed: task.progress.failed },
       bulk_accept_failed_rows: { count: acceptFailed.length, reaccepted_one_by_one: true, sample: acceptFailed.slice(0, 5) },
-      one_by_one: {
-        nodes: half,
-        parallel_requests: 16,
-        answered_503_then_retried: unavailable,
-        connection_lost_then_retried: connectionLost,
-        accept_ms: singleAccepted - singleStart,
-        accept_nodes_per_second: rate(half, singleAccepted - singleStart),
-        first_accept_to_all_active_ms: singleActive - singleStart,
-        to_active_nodes_per_second: rate(half, singleActive - singleStart),
-      },
+      one_by_one: oneByOne?.result ?? null,
       agents_max_concurrent_operations: fleet.gauge.maxRunning,
-      cpu_seconds: { lifecycle: cpuLifecycle, one_by_one_half: cpuHalf, yardstick: cpuYard },
+      cpu_seconds: { lifecycle: cpuLifecycle, one_by_one_half: oneByOne?.cpu ?? null, yardstick: yard?.cpu ?? null },
       cpu_seconds_per_node: {
         lifecycle: lifecyclePerNode,
         lifecycle_service_total: serviceTotal(cpuLifecycle),
-        yardstick: perNode(cpuYard, nodes),
-        yardstick_service_total: serviceTotal(yardService),
+        yardstick: yard && perNode(yard.cpu, nodes),
+        yardstick_service_total: yardService && serviceTotal(yardService),
       },
       projection_100k: {
         note: `A projection, not a measurement: this run's CPU seconds per node times ${PROJECTED_NODES.toLocaleString('en')}, and its whole-lifecycle rate, both taken as linear.`,
@@ -335,22 +351,22 @@ async function runEngine(engineName: EngineName, nodes: number, root: string): P
         wall_seconds_at_this_rate: Math.round(PROJECTED_NODES / throughput),
         cores_busy_at_this_rate: round(serviceTotal(cpuLifecycle) * throughput, 2),
       },
-      yardstick: {
+      yardstick: yard && {
         how:
           'One no-op workflow per node on the same engine, with as many activities as a node here had (its workflow history: activities and ' +
           "local activities, plus its share of the bulk accept's and the bulk commission's own), the last one held to the same cap as our operations " +
           '(MAX_CONCURRENT_OPERATIONS, in its worker), its worker a process of its own with default options as ours; the same number of workflows, ' +
           'started at the rate our bulk accept reached the nodes (first to last accept event). It runs after ours, while the fleet still announces. ' +
           'Ratio = yardstick time / our first accept -> all commissioned time (= our nodes/s over the yardstick nodes/s); above 1, ours beats its bare activity count.',
-        activities_per_node: shape,
-        node_workflow_activities: nodeActivities,
-        bulk_workflows_activities: bulkActivities,
-        start_rate_per_second: round(startRate),
+        activities_per_node: yard.shape,
+        node_workflow_activities: yard.nodeActivities,
+        bulk_workflows_activities: yard.bulkActivities,
+        start_rate_per_second: round(yard.startRate),
         cap: config.maxConcurrentOperations,
-        total_ms: yardMs,
-        nodes_per_second: rate(nodes, yardMs),
+        total_ms: yard.ms,
+        nodes_per_second: rate(nodes, yard.ms),
       },
-      ratio_to_yardstick: round(yardMs / ours, 3),
+      ratio_to_yardstick: yard && round(yard.ms / ours, 3),
     };
   } finally {
     while (stack.length > 0) await stack.pop()!().catch((err: unknown) => log(`cleanup: ${(err as Error).message}`));
@@ -367,16 +383,17 @@ function sideBySide(runs: EngineRun[]): string {
   row('bulk accept rows failed (then one by one)', (r) => r.bulk_accept_failed_rows?.count ?? 'n/a');
   row('commission all', (r) => `${s(r.phases_ms.commission!)} (${r.nodes_per_second.commission}/s)`);
   row('first accept -> all commissioned', (r) => `${s(r.phases_ms.first_accept_to_all_commissioned!)} (${r.nodes_per_second.whole_lifecycle}/s)`);
-  row('one by one: accept half', (r) => `${s(r.one_by_one.accept_ms!)} (${r.one_by_one.accept_nodes_per_second}/s)`);
-  row('one by one: -> all active', (r) => `${s(r.one_by_one.first_accept_to_all_active_ms!)} (${r.one_by_one.to_active_nodes_per_second}/s)`);
+  const notRun = 'not run (--lifecycle-only)';
+  row('one by one: accept half', (r) => (r.one_by_one ? `${s(r.one_by_one.accept_ms!)} (${r.one_by_one.accept_nodes_per_second}/s)` : notRun));
+  row('one by one: -> all active', (r) => (r.one_by_one ? `${s(r.one_by_one.first_accept_to_all_active_ms!)} (${r.one_by_one.to_active_nodes_per_second}/s)` : notRun));
   row('ready -> active p50/p99/max', (r) => `${s(r.ready_to_active_bulk.p50_ms)} / ${s(r.ready_to_active_bulk.p99_ms)} / ${s(r.ready_to_active_bulk.max_ms)}`);
   row('commission p50/p99 (submitted)', (r) => `${s(r.commission_submitted_to_done.p50_ms)} / ${s(r.commission_submitted_to_done.p99_ms)}`);
   for (const g of SERVICE_GROUPS) row(`CPU s/node: ${g}`, (r) => r.cpu_seconds_per_node.lifecycle[g] ?? 0);
   row('CPU s/node: service total', (r) => r.cpu_seconds_per_node.lifecycle_service_total);
   row('CPU s/node: simulated agents', (r) => r.cpu_seconds_per_node.lifecycle[GROUP.bench] ?? 0);
   row(`projection: CPU s for ${PROJECTED_NODES / 1000}k nodes`, (r) => String(r.projection_100k.cpu_seconds_service_total));
-  row('yardstick (s, CPU s/node)', (r) => `${s(r.yardstick.total_ms as number)}, ${r.cpu_seconds_per_node.yardstick_service_total}`);
-  row('ratio to yardstick', (r) => r.ratio_to_yardstick);
+  row('yardstick (s, CPU s/node)', (r) => (r.yardstick ? `${s(r.yardstick.total_ms as number)}, ${r.cpu_seconds_per_node.yardstick_service_total}` : notRun));
+  row('ratio to yardstick', (r) => r.ratio_to_yardstick ?? notRun);
   return table(rows);
 }
 
@@ -425,7 +442,7 @@ function resultOf(at: string, nodes: number, runs: EngineRun[], loadBefore: numb
       runs,
       cluster_over_dev_throughput: dev && cluster ? round(cluster.nodes_per_second.whole_lifecycle! / dev.nodes_per_second.whole_lifecycle!, 2) : null,
       targets_never_asserted: {
-        ratio_at_least_0_8: Object.fromEntries(runs.map((r) => [r.engine, r.ratio_to_yardstick >= 0.8])),
+        ratio_at_least_0_8: Object.fromEntries(runs.map((r) => [r.engine, r.ratio_to_yardstick === null ? null : r.ratio_to_yardstick >= 0.8])),
         cluster_ready_to_active_p99_at_most_1s: cluster ? cluster.ready_to_active_bulk.p99_ms <= 1000 : null,
         cluster_at_least_3x_dev: dev && cluster ? cluster.nodes_per_second.whole_lifecycle! >= 3 * dev.nodes_per_second.whole_lifecycle! : null,
       },
