@@ -222,10 +222,13 @@ async function runEngine(engineName: EngineName, nodes: number, root: string): P
           const singleStart = Date.now();
           let unavailable = 0;
           let connectionLost = 0;
+          // Each request's time to its answer (202, 409 or 503): what a user waits for at the prompt.
+          const answerMs: number[] = [];
           await forEachLimited(single.hostnames, 16, async (n) => {
             let answerLost = false;
             for (;;) {
               let res;
+              const sent = Date.now();
               try {
                 res = await call('POST', `/api/v1/unmanaged_nodes/${n}/accept`, { hostname: n, fingerprint: single.fingerprint(n) });
               } catch (err) {
@@ -236,6 +239,7 @@ async function runEngine(engineName: EngineName, nodes: number, root: string): P
                 answerLost = true;
                 continue;
               }
+              answerMs.push(Date.now() - sent);
               if (res.status === 202) return;
               // After a lost answer, a 409 (being accepted, or accepted) says the first request landed.
               if (answerLost && res.status === 409) return;
@@ -251,6 +255,7 @@ async function runEngine(engineName: EngineName, nodes: number, root: string): P
           const cpuHalf = minus(sampler.totals(), cpuHalfStart);
           await single.stop();
           log(`${engineName}: ${half} accepted one by one in ${singleAccepted - singleStart} ms, all active ${singleActive - singleStart} ms after the first`);
+          const answers = summary(answerMs);
           return {
             cpu: cpuHalf,
             result: {
@@ -260,6 +265,9 @@ async function runEngine(engineName: EngineName, nodes: number, root: string): P
               connection_lost_then_retried: connectionLost,
               accept_ms: singleAccepted - singleStart,
               accept_nodes_per_second: rate(half, singleAccepted - singleStart),
+              answer_p50_ms: answers.p50_ms,
+              answer_p99_ms: answers.p99_ms,
+              answer_max_ms: answers.max_ms,
               first_accept_to_all_active_ms: singleActive - singleStart,
               to_active_nodes_per_second: rate(half, singleActive - singleStart),
             },
@@ -385,6 +393,9 @@ function sideBySide(runs: EngineRun[]): string {
   row('first accept -> all commissioned', (r) => `${s(r.phases_ms.first_accept_to_all_commissioned!)} (${r.nodes_per_second.whole_lifecycle}/s)`);
   const notRun = 'not run (--lifecycle-only)';
   row('one by one: accept half', (r) => (r.one_by_one ? `${s(r.one_by_one.accept_ms!)} (${r.one_by_one.accept_nodes_per_second}/s)` : notRun));
+  row('one by one: answer p50/p99/max', (r) =>
+    r.one_by_one?.answer_p50_ms !== undefined ? `${s(r.one_by_one.answer_p50_ms)} / ${s(r.one_by_one.answer_p99_ms!)} / ${s(r.one_by_one.answer_max_ms!)}` : notRun,
+  );
   row('one by one: -> all active', (r) => (r.one_by_one ? `${s(r.one_by_one.first_accept_to_all_active_ms!)} (${r.one_by_one.to_active_nodes_per_second}/s)` : notRun));
   row('ready -> active p50/p99/max', (r) => `${s(r.ready_to_active_bulk.p50_ms)} / ${s(r.ready_to_active_bulk.p99_ms)} / ${s(r.ready_to_active_bulk.max_ms)}`);
   row('commission p50/p99 (submitted)', (r) => `${s(r.commission_submitted_to_done.p50_ms)} / ${s(r.commission_submitted_to_done.p99_ms)}`);
