@@ -7,6 +7,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { AgentClient } from '../src/agent-client';
 import { PROJECT_ROOT } from '../src/config';
+import { parseAgentPublicKey } from '../src/identity/agent-public-key';
 import { fingerprintOf, FINGERPRINT_PATTERN } from '../src/identity/fingerprint';
 import { loadOrCreateIdentity } from '../src/identity/identity';
 import { resolveApiToken } from '../src/api-token';
@@ -28,6 +29,22 @@ test('the fingerprint is SHA-256 over the DER public key, in OpenSSH notation, s
   expect(first.fingerprint).toMatch(FINGERPRINT_PATTERN);
   expect(second.fingerprint).toBe(first.fingerprint);
   expect(fs.statSync(path.join(dir, 'identity.key')).mode & 0o777).toBe(0o600);
+});
+
+test('a key announced again is answered from memory; any other text, or a bad key, is parsed on its own', async () => {
+  const identity = await loadOrCreateIdentity(tmp(), 'n3');
+  const first = parseAgentPublicKey(identity.publicKeyPem);
+  expect(first).toEqual({ pem: identity.publicKeyPem, fingerprint: identity.fingerprint });
+  // Every heartbeat carries the same text: the second parse is the remembered outcome itself.
+  expect(parseAgentPublicKey(identity.publicKeyPem)).toBe(first);
+  // The same key written with CRLF is other text: parsed, and it names the same key.
+  const crlf = parseAgentPublicKey(identity.publicKeyPem.replace(/\n/g, '\r\n'));
+  expect(crlf).not.toBe(first);
+  expect(crlf).toEqual(first);
+  // A problem is never remembered as a key: the same bad text is refused every time.
+  const bad = identity.publicKeyPem.replace('BEGIN PUBLIC KEY', 'BEGIN PRIVATE KEY');
+  expect(parseAgentPublicKey(bad)).toHaveProperty('problem');
+  expect(parseAgentPublicKey(bad)).toHaveProperty('problem');
 });
 
 test('`nodeagent fingerprint` prints the fingerprint of the key in the state dir on its last line', async () => {
