@@ -403,7 +403,11 @@ function sideBySide(runs: EngineRun[]): string {
   const notRun = 'not run (--lifecycle-only)';
   row('one by one: accept half', (r) => (r.one_by_one ? `${s(r.one_by_one.accept_ms!)} (${r.one_by_one.accept_nodes_per_second}/s)` : notRun));
   row('one by one: answer p50/p99/max', (r) =>
-    r.one_by_one?.answer_p50_ms !== undefined ? `${s(r.one_by_one.answer_p50_ms)} / ${s(r.one_by_one.answer_p99_ms!)} / ${s(r.one_by_one.answer_max_ms!)}` : notRun,
+    !r.one_by_one
+      ? notRun
+      : r.one_by_one.answer_p50_ms === undefined
+        ? 'not recorded (older run)'
+        : `${s(r.one_by_one.answer_p50_ms)} / ${s(r.one_by_one.answer_p99_ms!)} / ${s(r.one_by_one.answer_max_ms!)}`,
   );
   row('one by one: -> all active', (r) => (r.one_by_one ? `${s(r.one_by_one.first_accept_to_all_active_ms!)} (${r.one_by_one.to_active_nodes_per_second}/s)` : notRun));
   row('ready -> active p50/p99/max', (r) => `${s(r.ready_to_active_bulk.p50_ms)} / ${s(r.ready_to_active_bulk.p99_ms)} / ${s(r.ready_to_active_bulk.max_ms)}`);
