@@ -1,4 +1,5 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import { fingerprintOf } from './fingerprint';
 
 /** The one key type an agent has (loadOrCreateIdentity): EC on P-256. */
@@ -12,8 +13,7 @@ export type ParsedAgentKey = { pem: string; fingerprint: string } | { problem: s
  * the API under 1,000 agents). Only the outcome's two strings are kept (about 0.5 KB a key, against
  * about 4 KB with the parsed key object); least recently announced first out.
  */
-const REMEMBERED_KEYS = 100_000;
-const remembered = new Map<string, { pem: string; fingerprint: string }>();
+const remembered = new LRUCache<string, { pem: string; fingerprint: string }>({ max: 100_000 });
 
 // One block and nothing else around it but whitespace; base64 lines only inside (no PEM headers).
 const PUBLIC_KEY_PEM = /^-----BEGIN PUBLIC KEY-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END PUBLIC KEY-----$/;
@@ -26,16 +26,9 @@ const PUBLIC_KEY_PEM = /^-----BEGIN PUBLIC KEY-----\r?\n([A-Za-z0-9+/=\r\n]+)---
  */
 export function parseAgentPublicKey(text: string): ParsedAgentKey {
   const known = remembered.get(text);
-  if (known) {
-    remembered.delete(text);
-    remembered.set(text, known);
-    return known;
-  }
+  if (known) return known;
   const parsed = parse(text);
-  if ('pem' in parsed) {
-    if (remembered.size >= REMEMBERED_KEYS) remembered.delete(remembered.keys().next().value!);
-    remembered.set(text, parsed);
-  }
+  if ('pem' in parsed) remembered.set(text, parsed);
   return parsed;
 }
 
