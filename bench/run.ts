@@ -1,5 +1,5 @@
 /**
- * npm run bench [-- --engine dev|cluster|both] [--nodes 1000[,5000]] [--lifecycle-only]: a simulated fleet through
+ * npm run bench [-- --engine dev|cluster|both] [--nodes 1000[,5000]] [--lifecycle-only] [--announce-interval S]: a simulated fleet through
  * announce -> accept -> active -> commission on each Temporal engine in turn, the API and the worker each
  * a process of their own (so /proc splits the CPU), then the yardstick on the same engine. Writes one
  * JSON per node count under bench/results/ and prints the engines side by side.
@@ -234,6 +234,7 @@ async function runEngine(engineName: EngineName, nodes: number, root: string): P
           const answerMs: number[] = [];
           await forEachLimited(single.hostnames, 16, async (n) => {
             let answerLost = false;
+            let lostInARow = 0;
             for (;;) {
               let res;
               const sent = Date.now();
@@ -245,6 +246,8 @@ async function runEngine(engineName: EngineName, nodes: number, root: string): P
                 log(`${engineName}: accept ${n}: ${(err as Error).message}; sending it again`);
                 connectionLost += 1;
                 answerLost = true;
+                // A stall drops one connection now and then; five in a row is an API that is gone.
+                if (++lostInARow >= 5) throw err;
                 continue;
               }
               answerMs.push(Date.now() - sent);
