@@ -1,9 +1,9 @@
-import { heartbeat, activityInfo } from '@temporalio/activity';
+import { heartbeat, activityInfo, sleep } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { SignalDefinition } from '@temporalio/common';
 import type { Knex } from 'knex';
 import * as queue from '../src/db/operations-repo';
-import type { HookKind, NodeQueueKind } from '../src/domain/states';
+import { slotPoolOf, type HookKind, type NodeQueueKind, type OperationKind } from '../src/domain/states';
 import { AGENT_PATHS } from '../src/protocol';
 import type { HookResult } from '../src/agent/hooks';
 import { NODE_SIGNALS, type GroupDecision, type NodeSignalName } from '../workflows/definitions';
@@ -31,6 +31,9 @@ export type NotifyNodes =
   | { signal: Exclude<NodeSignalName, 'groupDecision'> }
   | { signal: 'groupDecision'; args: [GroupDecision] };
 
+/** A request's wake-up sent in waves: its nodes' own steps, or a commission's decision (queue.WaveStage). */
+export type WaveOfTask = { taskId: string; kind: OperationKind } & ({ stage: 'step' } | { stage: 'decision'; decision: GroupDecision });
+
 /** What a node workflow needs to know of a queued operation. */
 export interface OperationRef {
   id: number;
@@ -53,6 +56,17 @@ async function roleRunOf(knex: Knex, operationId: number) {
   if (!row) throw ApplicationFailure.nonRetryable(`operation ${operationId} names no script role (was its noderole unbound?)`, 'NotFound');
   return { role: row.role as string, deployment: row.deployment as string, script: row.script as string, timeoutSeconds: row.timeout_seconds as number, attributes: row.extra_vars as Record<string, unknown> };
 }
+
+/**
+ * A bulk request keeps this many of its nodes per slot of its pool awake and on their way to a slot.
+ * One per slot holds it; the rest are next in line, so a released slot is handed on at once (the release
+ * itself wakes the next row) while the request's waves refill the line between polls.
+ */
+const WAVE_ROWS_PER_SLOT = 4;
+/** How often a wave looks whether woken rows have got through their step. */
+const WAVE_POLL_MS = 500;
+/** One activity wakes waves for this long, then returns, so its workflow records how far it got. */
+const WAVES_PER_ACTIVITY_MS = 4 * 60_000;
 
 export function createOperationActivities(deps: OperationDeps) {
   const { knex } = deps;
@@ -153,6 +167,33 @@ export function createOperationActivities(deps: OperationDeps) {
         afterId = page[page.length - 1]!.id;
         heartbeat(afterId);
       }
+    },
+
+    /**
+     * Wakes a request's nodes in waves sized to its pool's slots, not all at once: thousands of nodes
+     * woken together each claim their row and ask for a slot, and the wake-ups of the few holding one
+     * queue behind that bookkeeping (the 5,000-node commission in the README stalled so). A row's place
+     * frees when it gets through its step, or for a decision when it finishes (queue.WaveStage). Returns
+     * how far it woke, and whether every row is woken; a retry resumes from its heartbeat.
+     */
+    async wakeInWaves(input: WaveOfTask & { afterId: number }): Promise<{ afterId: number; done: boolean }> {
+      const window = WAVE_ROWS_PER_SLOT * caps[slotPoolOf(input.kind)];
+      let afterId = Math.max(input.afterId, (activityInfo().heartbeatDetails as number | undefined) ?? 0);
+      const stopAt = Date.now() + WAVES_PER_ACTIVITY_MS;
+      while (Date.now() < stopAt) {
+        const { wake, last } = await queue.nextWave(knex, input.taskId, { afterId, window, stage: input.stage });
+        if (wake.length > 0) {
+          const hostnames = wake.map((row) => row.hostname);
+          if (input.stage === 'decision') await deps.signalNodes(hostnames, NODE_SIGNALS.groupDecision, input.decision);
+          else await deps.signalNodes(hostnames, NODE_SIGNALS.operationsQueued);
+          afterId = wake[wake.length - 1]!.id;
+        }
+        heartbeat(afterId);
+        if (last) return { afterId, done: true };
+        // Cancelled with its workflow: the sleep throws, and nothing more is woken.
+        await sleep(WAVE_POLL_MS);
+      }
+      return { afterId, done: false };
     },
 
     async taskProgress(input: { taskId: string }): Promise<queue.TaskProgress> {

@@ -5,6 +5,8 @@ import { recordAnnouncement } from '../src/db/nodes-repo';
 import {
   claimNextOperation,
   finishOperation,
+  markWaiting,
+  nextWave,
   releaseSlot,
   requestSlot,
   submitBulk,
@@ -129,6 +131,53 @@ describe('the install cap', () => {
     expect((await requestSlot(db.knex, secondOther.id, CAPS)).granted).toBe(true);
     // Releasing an install hands its slot to the waiting install, not to anyone else.
     expect(await releaseSlot(db.knex, firstInstall.id, CAPS)).toEqual([installs[1]]);
+  });
+});
+
+describe('waves: a request wakes its nodes a few per slot at a time', () => {
+  const hostnamesOf = (wave: { wake: { hostname: string }[] }) => wave.wake.map((w) => w.hostname);
+
+  test('a woken row holds a place until it is through its step; a row queued behind its node\'s earlier work holds none', async () => {
+    const [a, b, c, d, e, f] = [await makeNode(), await makeNode(), await makeNode(), await makeNode(), await makeNode(), await makeNode()];
+    await submit('maintenance', [b!]); // b's commission will wait for this
+    const taskId = await submit('commission', [a!, b!, c!, d!, e!, f!]);
+    // Slots held by earlier tests' rows would count against the cap; this test owns them all.
+    await db.knex('operations').whereNotIn('hostname', [a!, b!, c!, d!, e!, f!]).update({ holds_slot: false, wants_slot_since: null });
+    const ids = new Map((await db.knex('operations').select('id', 'hostname').where({ task_id: taskId })).map((r) => [r.hostname as string, Number(r.id)]));
+    const window = 3;
+
+    const first = await nextWave(db.knex, taskId, { afterId: 0, window, stage: 'step' });
+    expect(hostnamesOf(first)).toEqual([a, b, c]);
+    expect(first.last).toBe(false);
+    // b waits for its maintenance: its place goes to d.
+    expect(hostnamesOf(await nextWave(db.knex, taskId, { afterId: ids.get(c!)!, window, stage: 'step' }))).toEqual([d]);
+    expect(await nextWave(db.knex, taskId, { afterId: ids.get(d!)!, window, stage: 'step' })).toEqual({ wake: [], last: false });
+
+    // a claims its row and holds a slot: still in its step, still holding its place.
+    const op = (await claimNextOperation(db.knex, a!))!;
+    expect((await requestSlot(db.knex, op.id, CAPS)).granted).toBe(true);
+    expect(hostnamesOf(await nextWave(db.knex, taskId, { afterId: ids.get(d!)!, window, stage: 'step' }))).toEqual([]);
+    // Through its step (waiting for the request's decision): its place goes to e, then f is the last.
+    await releaseSlot(db.knex, op.id, CAPS);
+    await markWaiting(db.knex, op.id, null, {});
+    expect(await nextWave(db.knex, taskId, { afterId: ids.get(d!)!, window, stage: 'step' })).toEqual({ wake: [{ id: ids.get(e!), hostname: e }], last: false });
+    await finishOperation(db.knex, ids.get(c!)!, { status: 'failed', error: 'x' });
+    expect(await nextWave(db.knex, taskId, { afterId: ids.get(e!)!, window, stage: 'step' })).toEqual({ wake: [{ id: ids.get(f!), hostname: f }], last: true });
+  });
+
+  test('a decision wakes the open rows, each holding its place until it finishes', async () => {
+    const nodes = [await makeNode(), await makeNode(), await makeNode(), await makeNode()];
+    const taskId = await submit('commission', nodes);
+    const rows = await db.knex('operations').select('id', 'hostname').where({ task_id: taskId }).orderBy('id');
+    for (const row of rows) await markWaiting(db.knex, Number(row.id), null, {});
+    await finishOperation(db.knex, Number(rows[1].id), { status: 'failed', error: 'could not start' });
+
+    const first = await nextWave(db.knex, taskId, { afterId: 0, window: 2, stage: 'decision' });
+    expect(hostnamesOf(first)).toEqual([nodes[0], nodes[2]]); // the finished row is not woken
+    const after = first.wake[1]!.id;
+    expect(await nextWave(db.knex, taskId, { afterId: after, window: 2, stage: 'decision' })).toEqual({ wake: [], last: false });
+    await finishOperation(db.knex, Number(rows[0].id), { status: 'succeeded', error: null });
+    expect(await nextWave(db.knex, taskId, { afterId: after, window: 2, stage: 'decision' })).toEqual({ wake: [{ id: Number(rows[3].id), hostname: nodes[3] }], last: true });
   });
 });
 

@@ -154,6 +154,8 @@ export interface BulkOperationInput {
   kind: OperationKind | 'discover' | 'accept';
   /** Where a continued run picks up. */
   phase?: 'notify' | 'steps' | 'finish';
+  /** How far a continued run had woken the request's rows (by id), and for which stage (WaveStage). */
+  woken?: { stage: 'step' | 'decision'; afterId: number };
 }
 
 export const NODE_STATE_KEY = defineSearchAttributeKey('NodeState', SearchAttributeType.KEYWORD);

@@ -10,6 +10,7 @@ import type { NodeEntity } from './node-entity';
 import { InstallRunner } from './node-install';
 
 const MAX_RECHECK_MS = 5 * 60_000;
+const DECISION_FIRST_RECHECK_MS = 60_000;
 
 /** A queued operation that moves the node through the state table (everything but a script role). */
 export type StateOperation = OperationRef & { kind: OperationKind };
@@ -220,7 +221,10 @@ export class OperationRunner {
   }
 
   private async decision(taskId: string): Promise<'commit' | 'rollback'> {
-    let recheck = 5_000;
+    // The request's workflow signals its decision; the timer only covers a request that ended without one
+    // (a terminated task reads as rollback). It starts long because every node of a 5,000-node
+    // commission waits here at once, and each recheck is a workflow task.
+    let recheck = DECISION_FIRST_RECHECK_MS;
     for (;;) {
       const known = this.decisions.get(taskId) ?? (await queue.getDecision({ taskId }));
       if (known) return known;

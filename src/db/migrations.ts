@@ -386,6 +386,16 @@ const MIGRATIONS: Migration[] = [
       });
     },
   },
+  {
+    name: '010_bulk_wave_index',
+    up: async (knex) => {
+      // A bulk request wakes its nodes in waves (nextWave) and counts its woken rows still moving: before
+      // or in their step, or not yet finished after a commission's decision. These indexes hold only such
+      // rows, so the count stays small whatever the request's size.
+      await knex.raw("create index operations_task_unfinished on operations (task_id, id) where status in ('queued', 'running')");
+      await knex.raw("create index operations_task_open on operations (task_id, id) where status in ('queued', 'running', 'waiting')");
+    },
+  },
 ];
 
 /** The one way the schema is brought up to date: start-up and tests alike call this. */

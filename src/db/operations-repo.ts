@@ -357,3 +357,50 @@ export async function hostnamesOfTask(knex: Knex, taskId: string, page: { afterI
   if (page.statuses) query.whereIn('status', page.statuses);
   return (await query).map((r) => ({ id: Number(r.id), hostname: r.hostname as string }));
 }
+
+/**
+ * Which of a request's rows a wave wakes, and which of the woken count as still moving:
+ * - `step` (operationsQueued): every row; a woken row counts until it is through its step: asking for a
+ *   slot, holding one, or queued with nothing of its node's ahead of it. A row queued behind its node's
+ *   earlier work, or past its step (waiting for the request's decision, or initializing after an
+ *   install), does not count: it would hold a place without moving.
+ * - `decision` (a commission's groupDecision): the rows still open; a woken row counts until it finishes
+ *   (a commit's transition, or a rollback's cleanup, which takes a slot again).
+ */
+export type WaveStage = 'step' | 'decision';
+
+/**
+ * The next rows a bulk request wakes, so that at most `window` of its woken rows (ids up to `afterId`)
+ * are still moving (see WaveStage). `last` says that no row is left to wake after these.
+ */
+export async function nextWave(
+  knex: Knex,
+  taskId: string,
+  page: { afterId: number; window: number; stage: WaveStage },
+): Promise<{ wake: { id: number; hostname: string }[]; last: boolean }> {
+  const woken = knex('operations as o').where('o.task_id', taskId).where('o.id', '<=', page.afterId);
+  if (page.stage === 'decision') woken.whereIn('o.status', ['waiting', 'running']);
+  else {
+    woken.whereIn('o.status', ['queued', 'running']).where((row) =>
+      row
+        .where('o.holds_slot', true)
+        .orWhereNotNull('o.wants_slot_since')
+        .orWhere((queued) =>
+          queued.where('o.status', 'queued').whereNotExists(
+            knex('operations as ahead')
+              .whereRaw('ahead.hostname = o.hostname')
+              .whereRaw('ahead.id < o.id')
+              .whereIn('ahead.status', OPEN_STATUSES)
+              .whereNot('ahead.kind', 'accept'),
+          ),
+        ),
+    );
+  }
+  const moving = await woken.count({ count: '*' }).first();
+  const room = page.window - Number(moving?.count ?? 0);
+  if (room <= 0) return { wake: [], last: false };
+  const statuses: OperationStatus[] | undefined = page.stage === 'decision' ? ['waiting', 'running'] : undefined;
+  // One more than there is room for tells whether any is left after these.
+  const next = await hostnamesOfTask(knex, taskId, { afterId: page.afterId, limit: room + 1, statuses });
+  return { wake: next.slice(0, room), last: next.length <= room };
+}
