@@ -7,8 +7,8 @@ import type { BulkOperationInput } from './definitions';
 /**
  * One workflow per bulk request (task:<id>). The nodes do the work in their own workflows; this one
  * wakes them a wave at a time (for a bulk accept, sends each node's accept), decides a commission as a
- * whole, and closes the task. Progress lives in PostgreSQL, so a 10,000-node request costs this history a poll every few
- * seconds, not a signal per node.
+ * whole, and closes the task. Progress lives in PostgreSQL, so a 10,000-node request costs this history
+ * a poll every few seconds, not a signal per node.
  */
 export async function bulkOperation(input: BulkOperationInput): Promise<void> {
   const { taskId, kind } = input;
