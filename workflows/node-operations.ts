@@ -10,7 +10,7 @@ import type { NodeEntity } from './node-entity';
 import { InstallRunner } from './node-install';
 
 const MAX_RECHECK_MS = 5 * 60_000;
-const DECISION_FIRST_RECHECK_MS = 60_000;
+const DECISION_RECHECK_MS = 60 * 60_000;
 
 /** A queued operation that moves the node through the state table (everything but a script role). */
 export type StateOperation = OperationRef & { kind: OperationKind };
@@ -221,15 +221,14 @@ export class OperationRunner {
   }
 
   private async decision(taskId: string): Promise<'commit' | 'rollback'> {
-    // The request's workflow signals its decision; the timer only covers a request that ended without one
-    // (a terminated task reads as rollback). It starts long because every node of a 5,000-node
-    // commission waits here at once, and each recheck is a workflow task.
-    let recheck = DECISION_FIRST_RECHECK_MS;
+    // The request's workflow signals its decision; the timer only covers a request that ended without
+    // one (terminated from outside: it reads as rollback). It is long because every node of a commission
+    // waits here at once: with rechecks after 60 s, 120 s, 240 s, ... the 5,000 waiting nodes of one
+    // request made more workflow tasks than the request's own steps, and the commission slowed to a third.
     for (;;) {
       const known = this.decisions.get(taskId) ?? (await queue.getDecision({ taskId }));
       if (known) return known;
-      await condition(() => this.decisions.has(taskId), recheck);
-      recheck = Math.min(recheck * 2, MAX_RECHECK_MS);
+      await condition(() => this.decisions.has(taskId), DECISION_RECHECK_MS);
     }
   }
 }
