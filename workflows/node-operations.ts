@@ -221,10 +221,11 @@ export class OperationRunner {
   }
 
   private async decision(taskId: string): Promise<'commit' | 'rollback'> {
-    // The request's workflow signals its decision; the timer only covers a request that ended without
-    // one (terminated from outside: it reads as rollback). It is long because every node of a commission
-    // waits here at once: with rechecks after 60 s, 120 s, 240 s, ... the 5,000 waiting nodes of one
-    // request made more workflow tasks than the request's own steps, and the commission slowed to a third.
+    // The request's workflow records its decision, then signals it in waves; the timer only covers a
+    // signal that never came (that workflow terminated from outside part-way). It is long because every
+    // node of a commission waits here at once: with rechecks after 60 s, 120 s, 240 s, ... the 5,000
+    // waiting nodes of one request made more workflow tasks than the request's own steps, and the
+    // commission slowed to a third.
     for (;;) {
       const known = this.decisions.get(taskId) ?? (await queue.getDecision({ taskId }));
       if (known) return known;
