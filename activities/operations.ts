@@ -63,6 +63,12 @@ async function roleRunOf(knex: Knex, operationId: number) {
  * itself wakes the next row) while the request's waves refill the line between polls.
  */
 const WAVE_ROWS_PER_SLOT = 4;
+/**
+ * A commit takes no slot: its nodes only record their transition. Its waves are bounded by what the
+ * worker absorbs, not by the cap; at four per slot, a 5,000-node commit went out at 10 nodes/s on a busy
+ * machine (40 in flight, 4 s each), slower than the request's own steps.
+ */
+const COMMIT_WAVE_ROWS = 200;
 /** How often a wave looks whether woken rows have got through their step. */
 const WAVE_POLL_MS = 500;
 /** One activity wakes waves for this long, then returns, so its workflow records how far it got. */
@@ -177,7 +183,7 @@ export function createOperationActivities(deps: OperationDeps) {
      * how far it woke, and whether every row is woken; a retry resumes from its heartbeat.
      */
     async wakeInWaves(input: WaveOfTask & { afterId: number }): Promise<{ afterId: number; done: boolean }> {
-      const window = WAVE_ROWS_PER_SLOT * caps[slotPoolOf(input.kind)];
+      const window = input.stage === 'decision' && input.decision.decision === 'commit' ? COMMIT_WAVE_ROWS : WAVE_ROWS_PER_SLOT * caps[slotPoolOf(input.kind)];
       let afterId = Math.max(input.afterId, (activityInfo().heartbeatDetails as number | undefined) ?? 0);
       const stopAt = Date.now() + WAVES_PER_ACTIVITY_MS;
       while (Date.now() < stopAt) {
