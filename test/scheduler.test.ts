@@ -153,8 +153,10 @@ describe('waves: a request wakes its nodes a few per slot at a time', () => {
     expect(hostnamesOf(await nextWave(db.knex, taskId, { afterId: ids.get(c!)!, window, stage: 'step' }))).toEqual([d]);
     expect(await nextWave(db.knex, taskId, { afterId: ids.get(d!)!, window, stage: 'step' })).toEqual({ wake: [], last: false });
 
-    // a claims its row and holds a slot: still in its step, still holding its place.
+    // a claims its row (its transition runs before it asks for a slot), then holds a slot: still in its
+    // step, still holding its place.
     const op = (await claimNextOperation(db.knex, a!))!;
+    expect(hostnamesOf(await nextWave(db.knex, taskId, { afterId: ids.get(d!)!, window, stage: 'step' }))).toEqual([]);
     expect((await requestSlot(db.knex, op.id, CAPS)).granted).toBe(true);
     expect(hostnamesOf(await nextWave(db.knex, taskId, { afterId: ids.get(d!)!, window, stage: 'step' }))).toEqual([]);
     // Through its step (waiting for the request's decision): its place goes to e, then f is the last.
@@ -163,6 +165,8 @@ describe('waves: a request wakes its nodes a few per slot at a time', () => {
     expect(await nextWave(db.knex, taskId, { afterId: ids.get(d!)!, window, stage: 'step' })).toEqual({ wake: [{ id: ids.get(e!), hostname: e }], last: false });
     await finishOperation(db.knex, ids.get(c!)!, { status: 'failed', error: 'x' });
     expect(await nextWave(db.knex, taskId, { afterId: ids.get(e!)!, window, stage: 'step' })).toEqual({ wake: [{ id: ids.get(f!), hostname: f }], last: true });
+    // Asked again after the last wave (a retried attempt), with the window full: nothing is left, it is the end.
+    expect(await nextWave(db.knex, taskId, { afterId: ids.get(f!)!, window, stage: 'step' })).toEqual({ wake: [], last: true });
   });
 
   test('a decision wakes the open rows, each holding its place until it finishes', async () => {

@@ -360,10 +360,11 @@ export async function hostnamesOfTask(knex: Knex, taskId: string, page: { afterI
 
 /**
  * Which of a request's rows a wave wakes, and which of the woken count as still moving:
- * - `step` (operationsQueued): every row; a woken row counts until it is through its step: asking for a
- *   slot, holding one, or queued with nothing of its node's ahead of it. A row queued behind its node's
- *   earlier work, or past its step (waiting for the request's decision, or initializing after an
- *   install), does not count: it would hold a place without moving.
+ * - `step` (operationsQueued): every row; a woken row counts until it is through its step: queued with
+ *   nothing of its node's ahead of it (an accept included), or running and not yet past its slot (a
+ *   release records `handed_to`, so a running row without it is claimed, asking for a slot or holding
+ *   one). A row queued behind its node's earlier work, or past its step (waiting for the request's
+ *   decision, or initializing after an install), does not count: it would hold a place without moving.
  * - `decision` (a commission's groupDecision): the rows still open; a woken row counts until it finishes
  *   (a commit's transition, or a rollback's cleanup, which takes a slot again).
  */
@@ -378,28 +379,28 @@ export async function nextWave(
   taskId: string,
   page: { afterId: number; window: number; stage: WaveStage },
 ): Promise<{ wake: { id: number; hostname: string }[]; last: boolean }> {
+  const statuses: OperationStatus[] | undefined = page.stage === 'decision' ? ['waiting', 'running'] : undefined;
   const woken = knex('operations as o').where('o.task_id', taskId).where('o.id', '<=', page.afterId);
   if (page.stage === 'decision') woken.whereIn('o.status', ['waiting', 'running']);
   else {
+    // Both branches keep to queued and running rows: the partial index operations_task_unfinished.
     woken.whereIn('o.status', ['queued', 'running']).where((row) =>
       row
-        .where('o.holds_slot', true)
-        .orWhereNotNull('o.wants_slot_since')
+        .where((running) => running.where('o.status', 'running').whereNull('o.handed_to'))
         .orWhere((queued) =>
           queued.where('o.status', 'queued').whereNotExists(
-            knex('operations as ahead')
-              .whereRaw('ahead.hostname = o.hostname')
-              .whereRaw('ahead.id < o.id')
-              .whereIn('ahead.status', OPEN_STATUSES)
-              .whereNot('ahead.kind', 'accept'),
+            knex('operations as ahead').whereRaw('ahead.hostname = o.hostname').whereRaw('ahead.id < o.id').whereIn('ahead.status', OPEN_STATUSES),
           ),
         ),
     );
   }
   const moving = await woken.count({ count: '*' }).first();
   const room = page.window - Number(moving?.count ?? 0);
-  if (room <= 0) return { wake: [], last: false };
-  const statuses: OperationStatus[] | undefined = page.stage === 'decision' ? ['waiting', 'running'] : undefined;
+  if (room <= 0) {
+    // A full window after the last wave (a retry of an attempt that woke it) is still the end.
+    const left = await hostnamesOfTask(knex, taskId, { afterId: page.afterId, limit: 1, statuses });
+    return { wake: [], last: left.length === 0 };
+  }
   // One more than there is room for tells whether any is left after these.
   const next = await hostnamesOfTask(knex, taskId, { afterId: page.afterId, limit: room + 1, statuses });
   return { wake: next.slice(0, room), last: next.length <= room };
