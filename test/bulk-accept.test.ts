@@ -117,7 +117,7 @@ describe('refused as a whole', () => {
 });
 
 describe('a claim that changes between the request and its work', () => {
-  test('fails its own row and takes no key; the others are accepted; a second request for the same hosts is refused', async () => {
+  test('fails its own row and takes no key; the others are accepted, and a commission queued behind their accept runs; a second request for the same hosts is refused', async () => {
     if (!db) return; // needs a direct write to the service's PostgreSQL database
     expect(workerAdded).toBe(false); // the request must wait for its work, with no worker running yet
     const [kept, withdrawn] = [await agents.start('race-kept'), await agents.start('race-withdrawn')];
@@ -128,6 +128,9 @@ describe('a claim that changes between the request and its work', () => {
     expect(again.status).toBe(409);
     expect(again.body.error.offenders).toEqual([expect.objectContaining({ node: kept.hostname, problem: `is being accepted already, by task ${queued.body.task_id}` })]);
     await db('node_claims').where({ hostname: withdrawn.hostname, fingerprint: withdrawn.fingerprint }).update({ status: 'rejected' });
+    // Queued behind the accept, while the node has no workflow yet to be woken: it runs once the node is active.
+    const commission = await ts.api.post('/api/v1/commission/nodes', { nodes: [kept.hostname] });
+    expect(commission.status).toBe(202);
     await withWorker();
 
     const task = (await waitForTask(ts, queued.body.task_id, 180_000)).body;
@@ -136,7 +139,8 @@ describe('a claim that changes between the request and its work', () => {
     const rows = Object.fromEntries(task.nodes.map((n: { hostname: string }) => [n.hostname, n]));
     expect(rows[kept.hostname]).toMatchObject({ status: 'succeeded', error: null });
     expect(rows[withdrawn.hostname]).toMatchObject({ status: 'failed', error: `not accepted: the claim of ${withdrawn.fingerprint} was rejected meanwhile` });
-    expect(await statesOf([kept, withdrawn])).toEqual({ [kept.hostname]: 'active', [withdrawn.hostname]: 'unmanaged' });
+    expect((await waitForTask(ts, commission.body.task_id, 180_000)).body).toMatchObject({ status: 'succeeded', progress: { succeeded: 1 } });
+    expect(await statesOf([kept, withdrawn])).toEqual({ [kept.hostname]: 'commissioned', [withdrawn.hostname]: 'unmanaged' });
     // Its key is refused now: its agent has nothing more to say to this test.
     await withdrawn.stop();
   }, 240_000);

@@ -1,5 +1,5 @@
 import { ApplicationFailure } from '@temporalio/common';
-import { condition, log, upsertSearchAttributes, uuid4 } from '@temporalio/workflow';
+import { condition, log, patched, upsertSearchAttributes, uuid4 } from '@temporalio/workflow';
 import { allowedVerbs, isStable, nextState, refusal, TARGET_OF, TRANSITIONS, type NodeEvent, type NodeState } from '../src/domain/states';
 import type { TransitionRequest } from '../src/db/transitions-repo';
 import type { PowerTarget } from '../src/drivers/types';
@@ -52,6 +52,8 @@ export class NodeEntity {
   private pendingPower: PowerRequest | null = null;
   /** Operations were queued for this node since it last looked. */
   private operationsQueued: boolean;
+  /** False in runs started before operations waited for initialization: they replay as they ran. */
+  private readonly operationsWaitForInitialization: boolean;
   /** The power sync saw the BMC differ from the enforced state: check and correct, in turn with other work. */
   private powerDrift = false;
   private operation: { id: number; task_id: string; kind: string } | null = null;
@@ -77,6 +79,7 @@ export class NodeEntity {
     this.pendingProvision = carried?.pendingProvision ?? null;
     // Operations may have been queued while a previous run handed over; look once to be sure.
     this.operationsQueued = carried !== undefined;
+    this.operationsWaitForInitialization = patched('operations-wait-for-initialization');
   }
 
   get state(): NodeState {
@@ -128,7 +131,11 @@ export class NodeEntity {
     if (this.pendingInit !== null) return 'initialize';
     if (this.pendingProvision !== null) return 'provision';
     if (this.pendingPower !== null) return 'power';
-    if (this.operationsQueued) return 'operations';
+    // An operation queued behind the node's accept (its request judged the node by the state the accept
+    // leads to) runs once the accept is applied and initialization has made the node active, not against
+    // the node on its way there.
+    const initializing = this.busy || this._state === 'initializing';
+    if (this.operationsQueued && !(this.operationsWaitForInitialization && initializing)) return 'operations';
     if (this.powerDrift) return 'power_drift';
     return null;
   }
@@ -330,6 +337,14 @@ export class NodeEntity {
    * if that fails too, the node is failed. A re-initialization starts with an attempt at once.
    */
   async initialize(): Promise<void> {
+    await this.initializeInWindow();
+    // Operations may have been queued before the node had a workflow at all (a commission queued behind
+    // its bulk accept: the request's wake-up found no workflow to signal). Look once, now that the node
+    // is in a state they can run in; runs initialized before this replay as they ran.
+    if (patched('initialized-node-checks-its-queue')) this.operationsQueued = true;
+  }
+
+  private async initializeInWindow(): Promise<void> {
     const trigger = this.pendingInit;
     this.pendingInit = null;
     const deadline = Date.now() + this.settings.initWindowMs;
