@@ -379,9 +379,10 @@ export async function nextWave(
   taskId: string,
   page: { afterId: number; window: number; stage: WaveStage },
 ): Promise<{ wake: { id: number; hostname: string }[]; last: boolean }> {
+  // A decision goes to the rows still open after their step; a step to every row.
   const statuses: OperationStatus[] | undefined = page.stage === 'decision' ? ['waiting', 'running'] : undefined;
   const woken = knex('operations as o').where('o.task_id', taskId).where('o.id', '<=', page.afterId);
-  if (page.stage === 'decision') woken.whereIn('o.status', ['waiting', 'running']);
+  if (statuses) woken.whereIn('o.status', statuses);
   else {
     // Both branches keep to queued and running rows: the partial index operations_task_unfinished.
     woken.whereIn('o.status', ['queued', 'running']).where((row) =>
